@@ -1,0 +1,213 @@
+"""The local runtime: one process, a coordinator holding each database's snapshot, and a worker pool."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
+
+import adbc_driver_manager
+import psycopg
+
+from dbexport import steps
+from dbexport.errors import DbExportError, ExportFailed
+from dbexport.metadata import GB, TableOutcome
+from dbexport.models import ExportSettings, PartitionWork, Status
+from dbexport.sources import postgres
+from dbexport.validation import parse_export_only
+from dbexport.writer import open_destination
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from dbexport.models import ExportPlan, ExportTask, PartitionResult, StartExportTaskRequest, TablePlan
+    from dbexport.writer import Destination
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_ERROR = "An unknown internal error occurred."
+
+
+class Progress(Protocol):
+    """What a progress display hears from a running export."""
+
+    def begin(self, tables: int, estimated_bytes: int) -> None: ...
+    def rows(self, count: int) -> None: ...
+    def partition_done(self, estimated_bytes: int, bytes_written: int, table_done: bool) -> None: ...
+
+
+@dataclass
+class _Tracker:
+    """Counts finished partitions per table and turns them into PercentProgress."""
+
+    plans: list[ExportPlan]
+    progress: Progress | None
+    results: dict[str, list[PartitionResult]] = field(default_factory=dict)
+    done_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.total_bytes = sum(t.estimated_bytes for p in self.plans for t in p.tables) or 1
+        if self.progress:
+            self.progress.begin(sum(len(p.tables) for p in self.plans), self.total_bytes)
+
+    def finished(self, work: PartitionWork, result: PartitionResult) -> None:
+        table_results = self.results.setdefault(work.table.target, [])
+        table_results.append(result)
+        self.done_bytes += work.partition.estimated_bytes
+        if self.progress:
+            table_done = len(table_results) == len(work.table.partitions)
+            self.progress.partition_done(work.partition.estimated_bytes, result.bytes_written, table_done)
+
+    @property
+    def percent(self) -> int:
+        # 100 belongs to COMPLETE, after verification and metadata.
+        return min(99, 100 * self.done_bytes // self.total_bytes)
+
+    @property
+    def bytes_written(self) -> int:
+        return sum(r.bytes_written for results in self.results.values() for r in results)
+
+
+def run_export(
+    request: StartExportTaskRequest,
+    settings: ExportSettings | None = None,
+    *,
+    destination: Destination | None = None,
+    endpoint_url: str | None = None,
+    progress: Progress | None = None,
+    on_update: Callable[[ExportTask], None] | None = None,
+) -> ExportTask:
+    """Run a whole export on this machine and return the finished task.
+
+    A request that breaks the rules raises an RdsError before anything starts; once the
+    task has started, a failure ends it FAILED with a FailureCause instead of raising.
+    """
+    settings = settings or ExportSettings()
+    task = steps.validate_request(request)
+    selection = parse_export_only(request.export_only)
+    destination = destination or open_destination(request.s3_bucket_name, request.kms_key_id, endpoint_url)
+
+    def update(new: ExportTask | None = None, **changes: object) -> None:
+        nonlocal task
+        task = (new or task).model_copy(update=changes)
+        if on_update:
+            on_update(task)
+
+    update()
+    try:
+        with ExitStack() as stack:
+            databases = postgres.list_databases(request.source_arn)
+            missing = sorted(selection.database_names() - set(databases))
+            if missing:
+                raise ExportFailed(
+                    f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
+                )
+            snapshots = {
+                db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(request.source_arn, db)))
+                for db in databases
+                if selection.wants_database(db)
+            }
+            update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
+            steps.write_export_info(task, destination)
+            plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            update(status=Status.IN_PROGRESS)
+            tracker = _Tracker(plans, progress)
+            _export_partitions(request.source_arn, task, plans, settings, destination, tracker, update)
+            outcomes = [
+                _verify(plan, table, tracker.results.get(table.target, []), snapshots[plan.database].conn)
+                for plan in plans
+                for table in plan.tables
+            ]
+            update(steps.finalize(task, plans, outcomes, destination))
+    except Exception as exc:
+        update(status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC))
+        try:
+            steps.write_export_info(task, destination)
+        except Exception:  # the failure may be the destination's own; the task record still says why
+            log.exception("could not write export_info of the failed export %s", task.export_task_identifier)
+    return task
+
+
+def failure_cause(exc: BaseException) -> str:
+    """The FailureCause a user reads: our own message, the database's first line, never a stack trace."""
+    if isinstance(exc, DbExportError):
+        return str(exc)
+    if isinstance(exc, psycopg.Error | adbc_driver_manager.Error):
+        return f"The source database refused the export: {_first_line(exc)}"
+    log.error("unexpected failure", exc_info=exc)
+    return UNKNOWN_ERROR
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _export_partitions(
+    source: str,
+    task: ExportTask,
+    plans: list[ExportPlan],
+    settings: ExportSettings,
+    destination: Destination,
+    tracker: _Tracker,
+    update: Callable[..., None],
+) -> None:
+    """Export every partition on a pool of workers, largest first so the pool finishes together."""
+    works = sorted(
+        (
+            PartitionWork(task=task, settings=settings, table=table, partition=partition, snapshot_id=plan.snapshot_id)
+            for plan in plans
+            for table in plan.tables
+            for partition in table.partitions
+        ),
+        key=lambda w: -w.partition.estimated_bytes,
+    )
+    dsns = {plan.database: postgres.database_dsn(source, plan.database) for plan in plans}
+    on_rows = tracker.progress.rows if tracker.progress else None
+    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool:
+        futures = {
+            pool.submit(steps.export_partition, w, dsns[w.table.database], destination, on_rows): w for w in works
+        }
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise _partition_error(futures[future], future.exception())
+                tracker.finished(futures[future], future.result())
+            update(percent_progress=tracker.percent, total_extracted_data_in_gb=tracker.bytes_written // GB)
+
+
+def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseException:
+    """Name the table and partition in the failure a user reads."""
+    if isinstance(exc, DbExportError) or exc is None:
+        return exc or ExportFailed(UNKNOWN_ERROR)
+    if isinstance(exc, psycopg.Error | adbc_driver_manager.Error):
+        return ExportFailed(
+            f"Exporting {work.table.target} (partition {work.partition.index}) failed: {_first_line(exc)}"
+        )
+    return exc
+
+
+def _verify(
+    plan: ExportPlan, table: TablePlan, results: list[PartitionResult], conn: psycopg.Connection[object]
+) -> TableOutcome:
+    """Compare the rows written with the rows the snapshot holds."""
+    rows = sum(r.rows for r in results)
+    source_rows = postgres.count_rows(conn, table)
+    if rows != source_rows:
+        log.error("%s: exported %d rows, the source has %d", table.target, rows, source_rows)
+    return TableOutcome(
+        plan=table,
+        status="COMPLETE" if rows == source_rows and len(results) == len(table.partitions) else "FAILED",
+        rows=rows,
+        bytes_written=sum(r.bytes_written for r in results),
+        completed_partitions=len(results),
+        source_rows=source_rows,
+        started=plan.snapshot_time,
+        ended=datetime.now(UTC),
+    )

@@ -1,0 +1,170 @@
+"""Pydantic models that cross boundaries: the RDS-shaped task, the plan, the partition work."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic.alias_generators import to_pascal
+
+GIB = 1024**3
+MIB = 1024**2
+
+# The AWS CLI prints timestamps as ISO 8601 with an explicit UTC offset.
+AwsTime = Annotated[datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str, when_used="json")]
+
+TypeMapping = Literal["aurora", "typed"]
+Compression = Literal["gzip", "zstd", "snappy", "none"]
+
+
+class Status(StrEnum):
+    STARTING = "STARTING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class _RdsShape(BaseModel):
+    """Fields named in snake_case here and in RDS's PascalCase on the wire."""
+
+    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, extra="forbid")
+
+    def to_rds(self) -> dict[str, Any]:
+        """The JSON the AWS CLI would print: RDS names, absent fields left out."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class ExportSettings(_Frozen):
+    """dbexport's own knobs, beyond the anchor's API."""
+
+    type_mapping: TypeMapping = "aurora"
+    compression: Compression = "gzip"
+    partition_target_bytes: int = 256 * MIB
+    max_file_bytes: int = 20 * 10**9
+    workers: int = 2
+    # The anchor's limits: a row of about 2 GB is skipped, a value of about 500 MB fails the export.
+    max_row_bytes: int = 2 * GIB
+    max_value_bytes: int = 500 * MIB
+
+
+class StartExportTaskRequest(_RdsShape):
+    """StartExportTask's input, as botocore's RDS model names it."""
+
+    export_task_identifier: str
+    source_arn: str
+    s3_bucket_name: str
+    iam_role_arn: str | None = None
+    kms_key_id: str | None = None
+    s3_prefix: str = ""
+    export_only: list[str] = Field(default_factory=list)
+
+
+class ExportTask(_RdsShape):
+    """The ExportTask shape of botocore's RDS model."""
+
+    export_task_identifier: str
+    source_arn: str
+    export_only: list[str] = Field(default_factory=list)
+    snapshot_time: AwsTime | None = None
+    task_start_time: AwsTime | None = None
+    task_end_time: AwsTime | None = None
+    s3_bucket: str
+    s3_prefix: str = ""
+    iam_role_arn: str | None = None
+    kms_key_id: str | None = None
+    status: Status = Status.STARTING
+    percent_progress: int = 0
+    total_extracted_data_in_gb: int = Field(default=0, alias="TotalExtractedDataInGB")
+    failure_cause: str | None = None
+    warning_message: str | None = None
+    source_type: Literal["SNAPSHOT", "CLUSTER"] = "CLUSTER"
+
+
+class Column(_Frozen):
+    """One exported column: how it is read and what it becomes in Parquet."""
+
+    name: str
+    original_type: str  # information_schema's name: `character varying`, `ARRAY`, `USER-DEFINED`
+    read_as: Literal["native", "text"]
+    # native: the type is read as is (cast to `cast_to` when it is a domain);
+    # text: the type's own output function, as PostgreSQL prints it.
+    cast_to: str | None = None
+    output_function: tuple[str, str] | None = None  # (schema, function) for read_as == "text"
+    export_type: str  # see typemap.arrow_type
+    precision: int | None = None
+    scale: int | None = None
+
+
+class Partition(_Frozen):
+    """A slice of a table: all rows, a key range or a range of heap pages; bounds are [lower, upper)."""
+
+    index: str
+    kind: Literal["all", "key", "pages"] = "all"
+    key: str | None = None
+    lower: int | None = None
+    upper: int | None = None
+    estimated_bytes: int = 0
+
+
+class SkippedTable(_Frozen):
+    database: str
+    schema_: str = Field(alias="schema")
+    table: str
+    reason: str
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class TablePlan(_Frozen):
+    database: str
+    schema_: str = Field(alias="schema")
+    table: str
+    is_partitioned: bool = False
+    columns: list[Column]
+    partitions: list[Partition]
+    estimated_bytes: int
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def target(self) -> str:
+        return f"{self.database}.{self.schema_}.{self.table}"
+
+
+class ExportPlan(_Frozen):
+    """What one database exports: its tables and their partitions, and what it skips."""
+
+    database: str
+    snapshot_id: str
+    snapshot_time: datetime
+    tables: list[TablePlan]
+    skipped: list[SkippedTable] = Field(default_factory=list)
+    # ExportOnly names that point at something the export does not copy (a view, a foreign table).
+    skipped_objectives: list[dict[str, str]] = Field(default_factory=list)
+    general_warnings: list[str] = Field(default_factory=list)
+
+
+class PartitionWork(_Frozen):
+    """One unit of the fan-out: everything a worker needs to export one partition."""
+
+    task: ExportTask
+    settings: ExportSettings
+    table: TablePlan
+    partition: Partition
+    snapshot_id: str
+
+
+class PartitionResult(_Frozen):
+    target: str
+    partition_index: str
+    rows: int
+    bytes_written: int
+    objects: list[str]

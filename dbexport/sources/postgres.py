@@ -1,0 +1,412 @@
+"""PostgreSQL: connections, the shared snapshot, the catalog, and Arrow reads of one partition."""
+
+from __future__ import annotations
+
+import logging
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import adbc_driver_postgresql.dbapi as adbc
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbexport.errors import DBClusterNotFoundFault, SourceUnavailable
+from dbexport.typemap import SourceColumn, arrow_schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from dbexport.models import Column, Partition, TablePlan
+    from dbexport.typemap import ProbeKind
+
+log = logging.getLogger(__name__)
+
+# Fixed session settings, so PostgreSQL's text output never depends on the server's or client's defaults.
+SESSION_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, MDY",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+}
+_EXCLUDED_DATABASES = ("rdsadmin",)
+_EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+_URL_SCHEMES = ("postgresql", "postgres")
+
+
+def is_postgres_url(source: str) -> bool:
+    return urlsplit(source).scheme in _URL_SCHEMES
+
+
+def redact(source: str) -> str:
+    """The source URL without its password: the only form that may appear in output, metadata or logs."""
+    parts = urlsplit(source)
+    if parts.password is None:
+        return source
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
+
+
+def database_dsn(source: str, database: str) -> str:
+    """A libpq connection string for one database of the source cluster."""
+    return make_conninfo(source, dbname=database, connect_timeout=10)
+
+
+def source_database(source: str) -> str | None:
+    """The database the source URL names, or None for the whole cluster."""
+    path = urlsplit(source).path.strip("/")
+    return path or None
+
+
+def connect(dsn: str) -> psycopg.Connection[Any]:
+    """A psycopg connection with dbexport's session settings; connection errors name the host, not the password."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        info = conninfo_to_dict(dsn)
+        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        raise SourceUnavailable(f"Cannot connect to the PostgreSQL server at {where}: {_first_line(exc)}") from exc
+    _apply_session_settings(conn.execute)
+    return conn
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _apply_session_settings(execute: Any) -> None:
+    for name, value in SESSION_SETTINGS.items():
+        execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)).as_string(None))
+
+
+def list_databases(source: str) -> list[str]:
+    """The databases to export: the one the URL names, or every one that accepts connections."""
+    named = source_database(source)
+    with connect(database_dsn(source, named or "postgres")) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn"
+            " AND datname <> ALL(%s) ORDER BY datname",
+            [list(_EXCLUDED_DATABASES)],
+        ).fetchall()
+    databases = [r[0] for r in rows]
+    if named is not None:
+        if named not in databases:
+            raise DBClusterNotFoundFault(f"The database {named} does not exist on the source cluster.")
+        return [named]
+    return databases
+
+
+@dataclass
+class Snapshot:
+    """A REPEATABLE READ transaction whose snapshot every worker of one database joins."""
+
+    conn: psycopg.Connection[Any]
+    snapshot_id: str
+    snapshot_time: datetime
+
+
+@contextmanager
+def open_snapshot(dsn: str) -> Iterator[Snapshot]:
+    """Hold a snapshot open for as long as the export of this database runs."""
+    conn = connect(dsn)
+    try:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = conn.execute("SELECT pg_export_snapshot(), now()").fetchone()
+        assert row is not None
+        yield Snapshot(conn, row[0], row[1])
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    """A relation as the catalog describes it, before the skip rules."""
+
+    oid: int
+    schema: str
+    name: str
+    kind: str  # pg_class.relkind
+    persistence: str  # pg_class.relpersistence
+    readable: bool
+    root: tuple[str, str] | None  # the partitioned table a leaf belongs to
+
+
+def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
+    """Tables, partitioned tables, views and foreign tables outside the system schemas."""
+    rows = conn.execute(
+        """
+        SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence,
+               has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'),
+               rn.nspname, r.relname
+        FROM pg_class c
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+        LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+        WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
+        ORDER BY n.nspname, c.relname
+        """,
+        [list(_EXCLUDED_SCHEMAS)],
+    ).fetchall()
+    return [
+        CatalogTable(oid, schema, name, kind, persistence, readable, (rs, rt) if rt is not None else None)
+        for oid, schema, name, kind, persistence, readable, rs, rt in rows
+    ]
+
+
+def list_columns(conn: psycopg.Connection[Any], oid: int) -> list[SourceColumn]:
+    """A table's columns, with information_schema's type names and domains resolved."""
+    rows = conn.execute(
+        """
+        SELECT a.attname,
+               CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN 'ARRAY'
+                    WHEN bn.nspname = 'pg_catalog' THEN format_type(bt.oid, NULL)
+                    ELSE 'USER-DEFINED' END,
+               bt.typname, bn.nspname, t.typtype = 'd',
+               pn.nspname, p.proname,
+               CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN et.typname END,
+               CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END
+        FROM pg_attribute a
+        JOIN pg_type t ON t.oid = a.atttypid
+        JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        JOIN pg_namespace bn ON bn.oid = bt.typnamespace
+        JOIN pg_proc p ON p.oid = bt.typoutput
+        JOIN pg_namespace pn ON pn.oid = p.pronamespace
+        LEFT JOIN pg_type et ON et.oid = bt.typelem
+        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """,
+        [oid],
+    ).fetchall()
+    columns = []
+    for name, data_type, base, base_schema, is_domain, fn_schema, fn_name, element, typmod in rows:
+        builtin = base_schema == "pg_catalog"
+        precision = scale = None
+        if base == "numeric" and typmod >= 4:
+            # numeric's typmod packs precision and scale, offset by the varlena header.
+            precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        columns.append(
+            SourceColumn(
+                name=name,
+                data_type=data_type,
+                base_type=base if builtin else f"{base_schema}.{base}",
+                is_domain=is_domain,
+                output_function=(fn_schema, fn_name),
+                element_type=element,
+                numeric_precision=precision,
+                numeric_scale=scale,
+            )
+        )
+    return columns
+
+
+@dataclass(frozen=True)
+class TableSize:
+    bytes: int  # heap and TOAST, every leaf of a partitioned table
+    pages: int  # heap pages of the largest leaf: what a ctid range spans
+    toast_bytes: int
+    estimated_rows: int
+
+
+def table_size(conn: psycopg.Connection[Any], oid: int) -> TableSize:
+    """Sizes from the catalog; cheap, and exact enough to plan partitions."""
+    row = conn.execute(
+        """
+        WITH leaves AS (
+            SELECT c.oid, c.reltoastrelid, c.reltuples FROM pg_class c
+            WHERE c.oid = %(oid)s AND c.relkind <> 'p'
+            UNION ALL
+            SELECT c.oid, c.reltoastrelid, c.reltuples
+            FROM pg_partition_tree(%(oid)s) t JOIN pg_class c ON c.oid = t.relid
+            WHERE t.isleaf AND c.relkind <> 'p' AND t.relid <> %(oid)s
+        )
+        SELECT coalesce(sum(pg_table_size(oid)), 0)::bigint,
+               coalesce(max(pg_relation_size(oid) / current_setting('block_size')::int), 0)::bigint,
+               coalesce(sum(CASE WHEN reltoastrelid <> 0 THEN pg_relation_size(reltoastrelid) END), 0)::bigint,
+               coalesce(sum(greatest(reltuples, 0)), 0)::bigint
+        FROM leaves
+        """,
+        {"oid": oid},
+    ).fetchone()
+    assert row is not None
+    return TableSize(*row)
+
+
+def integer_key(conn: psycopg.Connection[Any], oid: int) -> str | None:
+    """A single-column, NOT NULL integer primary key or unique index, if the table has one."""
+    row = conn.execute(
+        """
+        SELECT a.attname FROM pg_index i
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+        WHERE i.indrelid = %s AND i.indnkeyatts = 1 AND (i.indisprimary OR i.indisunique)
+          AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attnotnull
+          AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
+        ORDER BY i.indisprimary DESC LIMIT 1
+        """,
+        [oid],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def key_quantiles(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    key: str,
+    fractions: list[float],
+    estimated_rows: int,
+) -> list[int]:
+    """The key's quantiles from a sample of the table's pages, so skewed keys still split evenly."""
+    sample_rows = max(10_000, 200 * len(fractions))
+    percent = min(100.0, 100.0 * sample_rows / max(estimated_rows, 1))
+    row = conn.execute(
+        sql.SQL(
+            "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}) FROM {table} TABLESAMPLE SYSTEM (%s)"
+        ).format(key=sql.Identifier(key), table=sql.Identifier(schema, table)),
+        [fractions, percent],
+    ).fetchone()
+    return [int(v) for v in (row[0] if row and row[0] else []) if v is not None]
+
+
+_PROBES: dict[ProbeKind, str] = {
+    "nan": "{col} = 'NaN'::numeric",
+    "infinite": "NOT isfinite({col})",
+    "multidim": "array_ndims({col}) > 1",
+}
+
+
+@dataclass(frozen=True)
+class ValueScan:
+    """What one pass over a table found: unrepresentable values and the largest row and value."""
+
+    unrepresentable: frozenset[str]
+    largest_row: int
+    largest_value: tuple[int, str | None]
+
+
+def scan_values(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    table: str,
+    probes: dict[str, ProbeKind],
+    sized_columns: list[str],
+) -> ValueScan:
+    """One pass over the table for the value probes and the row and value size limits."""
+    exprs: list[sql.Composable] = [
+        sql.SQL("coalesce(bool_or(" + _PROBES[kind] + "), false)").format(col=sql.Identifier(name))
+        for name, kind in probes.items()
+    ]
+    sizes = [sql.SQL("coalesce(pg_column_size({}), 0)").format(sql.Identifier(c)) for c in sized_columns]
+    if sizes:
+        exprs.append(sql.SQL("coalesce(max({}), 0)").format(sql.SQL(" + ").join(sizes)))
+        exprs.extend(sql.SQL("coalesce(max({}), 0)").format(s) for s in sizes)
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), sql.Identifier(schema, table))
+    ).fetchone()
+    assert row is not None
+    found = frozenset(name for name, hit in zip(probes, row, strict=False) if hit)
+    largest_row = 0
+    largest_value: tuple[int, str | None] = (0, None)
+    if sizes:
+        largest_row = int(row[len(probes)])
+        per_column = [int(v) for v in row[len(probes) + 1 :]]
+        biggest = max(range(len(per_column)), key=per_column.__getitem__)
+        largest_value = (per_column[biggest], sized_columns[biggest])
+    return ValueScan(found, largest_row, largest_value)
+
+
+def count_rows(conn: psycopg.Connection[Any], table: TablePlan) -> int:
+    """Rows of the table in the snapshot held by `conn`."""
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from_clause(table))).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _from_clause(table: TablePlan) -> sql.Composable:
+    # ONLY keeps rows of inheritance children out: they are exported as tables of their own.
+    # A partitioned table is read through its parent, which holds no rows itself.
+    name = sql.Identifier(table.schema_, table.table)
+    return name if table.is_partitioned else sql.SQL("ONLY {}").format(name)
+
+
+def _select_expression(column: Column) -> sql.Composable:
+    name = sql.Identifier(column.name)
+    if column.read_as == "text":
+        assert column.output_function is not None
+        # The type's own output function: what PostgreSQL prints (a cast to text may differ: char(n) loses
+        # its padding, inet gains a netmask).
+        expr: sql.Composable = sql.SQL("{}({})::text").format(sql.Identifier(*column.output_function), name)
+    elif column.cast_to:
+        expr = sql.SQL("{}::{}").format(name, sql.Identifier("pg_catalog", column.cast_to))
+    else:
+        expr = name
+    return sql.SQL("{} AS {}").format(expr, name)
+
+
+def partition_query(table: TablePlan, partition: Partition) -> str:
+    """The SELECT that reads one partition."""
+    conditions: list[sql.Composable] = []
+    if partition.kind == "key":
+        key = sql.Identifier(partition.key or "")
+        if partition.lower is not None:
+            conditions.append(sql.SQL("{} >= {}").format(key, sql.Literal(partition.lower)))
+        if partition.upper is not None:
+            conditions.append(sql.SQL("{} < {}").format(key, sql.Literal(partition.upper)))
+    elif partition.kind == "pages":
+        if partition.lower:
+            conditions.append(sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({partition.lower},0)")))
+        if partition.upper is not None:
+            conditions.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({partition.upper},0)")))
+    query = sql.SQL("SELECT {} FROM {}").format(
+        sql.SQL(", ").join(_select_expression(c) for c in table.columns), _from_clause(table)
+    )
+    if conditions:
+        query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(conditions))
+    return query.as_string(None)
+
+
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
+
+
+def read_partition(dsn: str, snapshot_id: str, table: TablePlan, partition: Partition) -> Iterator[pa.RecordBatch]:
+    """Stream one partition as Arrow batches in the table's export schema, inside the shared snapshot."""
+    if not _SNAPSHOT_ID.fullmatch(snapshot_id):
+        raise ValueError(f"not a snapshot id: {snapshot_id!r}")
+    schema = arrow_schema(table.columns)
+    try:
+        conn = adbc.connect(dsn, autocommit=True)
+    except adbc.Error as exc:
+        raise SourceUnavailable(f"Cannot connect to the source database {table.database}: {_first_line(exc)}") from exc
+    with conn, conn.cursor() as cur:
+        cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string(None))
+        _apply_session_settings(cur.execute)
+        cur.execute(partition_query(table, partition))
+        for batch in cur.fetch_record_batch():
+            yield _conform(batch, schema)
+        cur.execute("COMMIT")
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """The driver's batch in the export schema: text to decimal, driver metadata dropped."""
+    return pa.RecordBatch.from_arrays(
+        [_cast(column, field.type) for column, field in zip(batch.columns, schema, strict=True)],
+        schema=schema,
+    )
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
+    if array.type == target:
+        return array
+    if isinstance(array.type, pa.ExtensionType) and array.type.storage_type == target:
+        return array.storage
+    return pc.cast(array, target)

@@ -1,0 +1,267 @@
+"""The export's steps as plain functions; the local runtime and the Lambdas call the same ones."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from dbexport import metadata
+from dbexport.errors import ExportFailed, InvalidParameterValue
+from dbexport.models import (
+    ExportPlan,
+    ExportTask,
+    PartitionResult,
+    SkippedTable,
+    Status,
+    TablePlan,
+)
+from dbexport.planning import partition_count, quantile_fractions, split_by_key, split_by_pages
+from dbexport.sources import postgres
+from dbexport.typemap import arrow_schema, map_column, value_probe
+from dbexport.validation import (
+    LOCAL_PREFIX,
+    parse_export_only,
+    validate_bucket_name,
+    validate_identifier,
+    validate_s3_prefix,
+)
+from dbexport.writer import join_key, write_partition
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from dbexport.models import ExportSettings, PartitionWork, StartExportTaskRequest
+    from dbexport.sources.postgres import CatalogTable, Snapshot
+    from dbexport.typemap import ProbeKind
+    from dbexport.validation import Selection
+    from dbexport.writer import Destination
+
+log = logging.getLogger(__name__)
+
+# The anchor skips a table whose column name holds one of these.
+_BAD_COLUMN_CHARS = frozenset(",;{}()\n\t= ")
+_NOT_EXPORTED_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table"}
+
+
+def validate_request(request: StartExportTaskRequest, now: datetime | None = None) -> ExportTask:
+    """Check the request's shapes and names; return the new task, STARTING."""
+    validate_identifier(request.export_task_identifier)
+    validate_s3_prefix(request.s3_prefix)
+    if not request.s3_bucket_name.startswith(LOCAL_PREFIX):
+        validate_bucket_name(request.s3_bucket_name)
+    parse_export_only(request.export_only)
+    if not postgres.is_postgres_url(request.source_arn):
+        raise InvalidParameterValue(
+            f"The source {postgres.redact(request.source_arn)!r} is not supported: give a PostgreSQL URL "
+            "such as postgresql://user@host:5432/ (Aurora cluster ARNs are for the AWS runtime)."
+        )
+    return ExportTask(
+        export_task_identifier=request.export_task_identifier,
+        source_arn=postgres.redact(request.source_arn),
+        export_only=request.export_only,
+        task_start_time=now or datetime.now(UTC),
+        s3_bucket=request.s3_bucket_name,
+        s3_prefix=request.s3_prefix,
+        iam_role_arn=request.iam_role_arn,
+        kms_key_id=request.kms_key_id,
+    )
+
+
+def _skip_reason(relation: CatalogTable) -> str | None:
+    if "/" in relation.name:
+        return "TABLE_NAME_HAS_SLASH"
+    if relation.persistence == "t":
+        return "TEMPORARY_TABLE"
+    if relation.persistence == "u":
+        return "UNLOGGED_TABLE"
+    if not relation.readable:
+        return "PERMISSIONS_DO_NOT_EXIST"
+    return None
+
+
+def plan_database(snapshot: Snapshot, database: str, selection: Selection, settings: ExportSettings) -> ExportPlan:
+    """Catalog, selection, skip rules, type mapping and partitions of one database, in its snapshot."""
+    conn = snapshot.conn
+    relations = postgres.list_relations(conn)
+    _check_selection_matches(database, selection, relations)
+    tables: list[TablePlan] = []
+    skipped: list[SkippedTable] = []
+    skipped_objectives: list[dict[str, str]] = []
+    warnings: list[str] = []
+    for relation in relations:
+        # A partition leaf is exported through its partitioned table, when that one is exported.
+        if relation.root is not None and selection.wants_table(database, *relation.root):
+            continue
+        if not selection.wants_table(database, relation.schema, relation.name):
+            continue
+        if relation.kind in _NOT_EXPORTED_KINDS:
+            if (database, relation.schema, relation.name) in selection.tables:
+                skipped_objectives.append(
+                    {
+                        "objective": f"{database}.{relation.schema}.{relation.name}",
+                        "reason": f"It is a {_NOT_EXPORTED_KINDS[relation.kind]}; only tables are exported.",
+                    }
+                )
+            continue
+        skip = _skip_reason(relation)
+        table = skip or _plan_table(conn, database, relation, settings, warnings)
+        if isinstance(table, TablePlan):
+            tables.append(table)
+        else:
+            skipped.append(SkippedTable(database=database, schema=relation.schema, table=relation.name, reason=table))
+    log.info("planned database %s: %d tables, %d skipped", database, len(tables), len(skipped))
+    return ExportPlan(
+        database=database,
+        snapshot_id=snapshot.snapshot_id,
+        snapshot_time=snapshot.snapshot_time,
+        tables=tables,
+        skipped=skipped,
+        skipped_objectives=skipped_objectives,
+        general_warnings=warnings,
+    )
+
+
+def _check_selection_matches(database: str, selection: Selection, relations: list[CatalogTable]) -> None:
+    """A name in ExportOnly that matches nothing is an error, not an empty success."""
+    schemas = {r.schema for r in relations}
+    tables = {(r.schema, r.name) for r in relations}
+    missing = [".".join((db, s)) for db, s in selection.schemas if db == database and s not in schemas]
+    missing += [".".join((db, s, t)) for db, s, t in selection.tables if db == database and (s, t) not in tables]
+    if missing:
+        raise ExportFailed(
+            f"ExportOnly names {', '.join(sorted(missing))}, which the source cluster does not have. "
+            "Check the names (they are case-sensitive) and retry the export."
+        )
+
+
+def _plan_table(
+    conn: Any, database: str, relation: CatalogTable, settings: ExportSettings, warnings: list[str]
+) -> TablePlan | str:
+    """The table's plan, or the reason it is skipped."""
+    source_columns = postgres.list_columns(conn, relation.oid)
+    if any(_BAD_COLUMN_CHARS & set(c.name) for c in source_columns):
+        return "COLUMN_NAME_HAS_UNSUPPORTED_CHARACTERS"
+    size = postgres.table_size(conn, relation.oid)
+    probes: dict[str, ProbeKind] = {
+        c.name: kind for c in source_columns if (kind := value_probe(c, settings.type_mapping)) is not None
+    }
+    # Only values stored out of line can reach the size limits, so tables with little TOAST need no scan.
+    sized = [c.name for c in source_columns] if size.toast_bytes >= settings.max_value_bytes else []
+    unrepresentable: frozenset[str] = frozenset()
+    if probes or sized:
+        scan = postgres.scan_values(conn, relation.schema, relation.name, probes, sized)
+        unrepresentable = scan.unrepresentable
+        if scan.largest_row >= settings.max_row_bytes:
+            return "ROW_SIZE_EXCEEDS_LIMIT"
+        value_bytes, value_column = scan.largest_value
+        if value_bytes >= settings.max_value_bytes:
+            raise ExportFailed(
+                f"The table {database}.{relation.schema}.{relation.name} has a value of {value_bytes // 2**20} MB "
+                f"in column {value_column}; values of {settings.max_value_bytes // 2**20} MB or more can't be "
+                "exported. Exclude the table with ExportOnly and retry the export."
+            )
+    columns = []
+    for source_column in source_columns:
+        column = map_column(source_column, settings.type_mapping, source_column.name in unrepresentable)
+        if column is None:
+            warnings.append(
+                f"Column {relation.schema}.{relation.name}.{source_column.name} of type "
+                f"{source_column.base_type} is not exported."
+            )
+        else:
+            columns.append(column)
+    return TablePlan(
+        database=database,
+        schema=relation.schema,
+        table=relation.name,
+        is_partitioned=relation.kind == "p",
+        columns=columns,
+        partitions=_partitions(conn, relation, size, settings),
+        estimated_bytes=size.bytes,
+    )
+
+
+def _partitions(conn: Any, relation: CatalogTable, size: postgres.TableSize, settings: ExportSettings) -> list[Any]:
+    count = partition_count(size.bytes, settings.partition_target_bytes)
+    key = postgres.integer_key(conn, relation.oid) if count > 1 else None
+    if key is not None:
+        cuts = postgres.key_quantiles(
+            conn, relation.schema, relation.name, key, quantile_fractions(count), size.estimated_rows
+        )
+        if cuts:
+            return split_by_key(key, cuts, size.bytes)
+    return split_by_pages(size.pages, size.bytes, settings.partition_target_bytes)
+
+
+def table_folder(task: ExportTask, table: TablePlan) -> str:
+    """`<prefix>/<export-id>/<database>/<schema>.<table>`, cleaned as the anchor cleans S3 paths."""
+    return join_key(task.s3_prefix, task.export_task_identifier, table.database, f"{table.schema_}.{table.table}")
+
+
+def export_partition(
+    work: PartitionWork, dsn: str, destination: Destination, on_rows: Callable[[int], None] | None = None
+) -> PartitionResult:
+    """Read one partition inside the shared snapshot and write its Parquet objects."""
+    table, partition = work.table, work.partition
+    batches = postgres.read_partition(dsn, work.snapshot_id, table, partition)
+    written = write_partition(
+        batches,
+        arrow_schema(table.columns),
+        destination,
+        f"{table_folder(work.task, table)}/{partition.index}",
+        work.settings.compression,
+        work.settings.max_file_bytes,
+        write_empty=partition.index == "1",
+        on_batch=on_rows,
+    )
+    log.info("exported %s partition %s: %d rows", table.target, partition.index, written.rows)
+    return PartitionResult(
+        target=table.target,
+        partition_index=partition.index,
+        rows=written.rows,
+        bytes_written=written.bytes_written,
+        objects=written.objects,
+    )
+
+
+def export_root(task: ExportTask) -> str:
+    return join_key(task.s3_prefix, task.export_task_identifier)
+
+
+def finalize(
+    task: ExportTask,
+    plans: list[ExportPlan],
+    outcomes: list[metadata.TableOutcome],
+    destination: Destination,
+    now: datetime | None = None,
+) -> ExportTask:
+    """Write the metadata files and end the task: COMPLETE, or FAILED when a table did not verify."""
+    failed = [o.plan.target for o in outcomes if o.status != "COMPLETE"]
+    total_bytes = sum(o.bytes_written for o in outcomes)
+    update: dict[str, Any] = {
+        "task_end_time": now or datetime.now(UTC),
+        "total_extracted_data_in_gb": total_bytes // metadata.GB,
+        "warning_message": metadata.warning_message(plans),
+    }
+    if failed:
+        update |= {
+            "status": Status.FAILED,
+            "failure_cause": f"The exported row count did not match the source for {', '.join(failed)}.",
+        }
+    else:
+        update |= {"status": Status.COMPLETE, "percent_progress": 100}
+    task = task.model_copy(update=update)
+    root = export_root(task)
+    for name, body in metadata.tables_info_files(task.export_task_identifier, outcomes, plans).items():
+        destination.put_bytes(json.dumps(body, indent=2).encode(), f"{root}/{name}")
+    write_export_info(task, destination)
+    return task
+
+
+def write_export_info(task: ExportTask, destination: Destination) -> None:
+    """export_info_<id>.json, written at the start and again when the task ends."""
+    root = export_root(task)
+    info = metadata.export_info(task, destination.url(root))
+    destination.put_bytes(json.dumps(info, indent=2).encode(), f"{root}/export_info_{task.export_task_identifier}.json")

@@ -1,0 +1,192 @@
+"""PostgreSQL types -> Parquet: the anchor's `aurora` mapping and dbexport's `typed` one (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from dbexport.models import Column, TypeMapping
+
+ProbeKind = Literal["nan", "infinite", "multidim"]
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as the catalog describes it, domains resolved to their base type."""
+
+    name: str
+    data_type: str  # information_schema's name of the declared type
+    # pg_type.typname of the base type for built-in types (int4, numeric, _int4, ...),
+    # schema-qualified for user-defined ones so that they never match a built-in name.
+    base_type: str
+    is_domain: bool
+    output_function: tuple[str, str]  # (schema, function) of the type's text output
+    element_type: str | None = None  # typname of an array's element
+    numeric_precision: int | None = None
+    numeric_scale: int | None = None
+
+
+# Types the anchor reads natively; all others become PostgreSQL's own text.
+_AURORA_NATIVE = {
+    "int2": "int16",
+    "int4": "int32",
+    "int8": "int64",
+    "float4": "float32",
+    "float8": "float64",
+    "bool": "bool",
+    "bytea": "binary",
+}
+# What `typed` adds; each may fall back to text when a value cannot be represented (see probes).
+_TYPED_NATIVE = {
+    "date": "date",
+    "timestamp": "timestamp",
+    "timestamptz": "timestamptz",
+    "time": "time",
+    "uuid": "uuid",
+    "json": "json",
+    "jsonb": "json",
+}
+_TYPED_LIST_ELEMENTS = {**_AURORA_NATIVE, "text": "string", "varchar": "string"}
+_TYPED_LIST_ELEMENTS.pop("bytea")
+# The anchor does not export identifiers of system objects.
+NOT_EXPORTED = frozenset(
+    {
+        "oid",
+        "xid",
+        "xid8",
+        "cid",
+        "regproc",
+        "regprocedure",
+        "regoper",
+        "regoperator",
+        "regclass",
+        "regtype",
+        "regrole",
+        "regnamespace",
+        "regconfig",
+        "regdictionary",
+        "regcollation",
+    }
+)
+_MAX_DECIMAL_PRECISION = 38
+
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "bool": pa.bool_(),
+    "binary": pa.binary(),
+    "string": pa.string(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us"),
+    "timestamptz": pa.timestamp("us", tz="UTC"),
+    "time": pa.time64("us"),
+    "uuid": pa.uuid(),
+    "json": pa.json_(),
+}
+# Names in export_tables_info's expectedExportedType, as the anchor writes them.
+_EXPORTED_TYPE_NAMES = {
+    "int16": "int32",
+    "int32": "int32",
+    "int64": "int64",
+    "float32": "float",
+    "float64": "double",
+    "bool": "boolean",
+    "binary": "binary",
+    "string": "binary (UTF8)",
+    "date": "int32 (DATE)",
+    "timestamp": "int64 (TIMESTAMP(MICROS,false))",
+    "timestamptz": "int64 (TIMESTAMP(MICROS,true))",
+    "time": "int64 (TIME(MICROS,false))",
+    "uuid": "fixed_len_byte_array(16) (UUID)",
+    "json": "binary (JSON)",
+}
+
+
+def value_probe(col: SourceColumn, mapping: TypeMapping) -> ProbeKind | None:
+    """Which values, if present, stop `typed` from using this column's typed form."""
+    if mapping != "typed":
+        return None
+    if col.base_type == "numeric" and _typed_decimal(col):
+        return "nan"
+    if col.base_type in ("date", "timestamp", "timestamptz"):
+        return "infinite"
+    if col.element_type in _TYPED_LIST_ELEMENTS:
+        return "multidim"
+    return None
+
+
+def map_column(col: SourceColumn, mapping: TypeMapping, unrepresentable: bool = False) -> Column | None:
+    """How to read and write one column; None when the anchor does not export its type.
+
+    `unrepresentable` says a value probe found a value the typed form cannot hold
+    (numeric NaN, an infinite date, a multi-dimensional array): the column stays text.
+    """
+    if col.base_type in NOT_EXPORTED:
+        return None
+    if col.base_type in _AURORA_NATIVE:
+        return _native(col, _AURORA_NATIVE[col.base_type])
+    if mapping == "typed" and not unrepresentable:
+        if col.base_type in _TYPED_NATIVE:
+            return _native(col, _TYPED_NATIVE[col.base_type])
+        if col.element_type in _TYPED_LIST_ELEMENTS:
+            return _native(col, f"list<{_TYPED_LIST_ELEMENTS[col.element_type]}>")
+        if col.base_type == "numeric" and _typed_decimal(col):
+            return Column(
+                name=col.name,
+                original_type=col.data_type,
+                read_as="text",
+                output_function=col.output_function,
+                export_type="decimal",
+                precision=col.numeric_precision,
+                scale=col.numeric_scale,
+            )
+    return Column(
+        name=col.name,
+        original_type=col.data_type,
+        read_as="text",
+        output_function=col.output_function,
+        export_type="string",
+    )
+
+
+def _typed_decimal(col: SourceColumn) -> bool:
+    return col.numeric_precision is not None and col.numeric_precision <= _MAX_DECIMAL_PRECISION
+
+
+def _native(col: SourceColumn, export_type: str) -> Column:
+    return Column(
+        name=col.name,
+        original_type=col.data_type,
+        read_as="native",
+        cast_to=col.base_type if col.is_domain else None,
+        export_type=export_type,
+    )
+
+
+def arrow_type(column: Column) -> pa.DataType:
+    """The Arrow type a column is written as."""
+    if column.export_type == "decimal":
+        assert column.precision is not None and column.scale is not None
+        return pa.decimal128(column.precision, column.scale)
+    if column.export_type.startswith("list<"):
+        return pa.list_(_ARROW_TYPES[column.export_type[5:-1]])
+    return _ARROW_TYPES[column.export_type]
+
+
+def arrow_schema(columns: list[Column]) -> pa.Schema:
+    """The Arrow schema of a table's Parquet files."""
+    return pa.schema([pa.field(c.name, arrow_type(c)) for c in columns])
+
+
+def exported_type_name(column: Column) -> str:
+    """expectedExportedType for export_tables_info."""
+    if column.export_type == "decimal":
+        return f"fixed_len_byte_array (DECIMAL({column.precision},{column.scale}))"
+    if column.export_type.startswith("list<"):
+        return f"list<{_EXPORTED_TYPE_NAMES[column.export_type[5:-1]]}>"
+    return _EXPORTED_TYPE_NAMES[column.export_type]

@@ -1,0 +1,106 @@
+"""The anchor's request rules: identifiers, ExportOnly, S3 names (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dbexport.errors import InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
+
+# A destination of this form is a local directory instead of an S3 bucket.
+LOCAL_PREFIX = "file://"
+_IDENTIFIER = re.compile(r"[A-Za-z](?:[A-Za-z0-9]|-(?!-))*")
+_MAX_IDENTIFIER = 60
+_EXPORT_ONLY_NAME = re.compile(r"[A-Za-z0-9_$]+")
+_MAX_EXPORT_ONLY_BYTES = 200 * 1024
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Characters the anchor replaces with `_` in every S3 path element.
+_PATH_UNSAFE = str.maketrans({c: "_" for c in '\\`" '})
+
+
+def validate_identifier(identifier: str) -> None:
+    """ExportTaskIdentifier: a letter, then letters, digits and single hyphens; no trailing hyphen."""
+    if not 1 <= len(identifier) <= _MAX_IDENTIFIER or not _IDENTIFIER.fullmatch(identifier) or identifier.endswith("-"):
+        raise InvalidParameterValue(
+            f"The export task identifier {identifier!r} is not valid: it must be 1 to {_MAX_IDENTIFIER} "
+            "letters, digits or hyphens, start with a letter, and not end with a hyphen or contain "
+            "two consecutive hyphens."
+        )
+
+
+def validate_s3_prefix(prefix: str) -> None:
+    """The anchor refuses a prefix with a colon."""
+    if ":" in prefix:
+        raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain ':'.")
+
+
+def validate_bucket_name(bucket: str) -> None:
+    """An S3 bucket name by S3's rules (a file:// destination is checked elsewhere)."""
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+        raise InvalidS3BucketFault(
+            f"The S3 bucket {bucket} is invalid. Either it isn't located in the current AWS Region or it "
+            "doesn't exist. Review your S3 bucket name and retry the export."
+        )
+
+
+def sanitize_path_element(name: str) -> str:
+    """Replace the characters the anchor never puts in an S3 path."""
+    return name.translate(_PATH_UNSAFE)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ExportOnly asks for; an empty selection is the whole cluster."""
+
+    databases: frozenset[str] = frozenset()
+    schemas: frozenset[tuple[str, str]] = frozenset()
+    tables: frozenset[tuple[str, str, str]] = frozenset()
+
+    @property
+    def everything(self) -> bool:
+        return not (self.databases or self.schemas or self.tables)
+
+    def database_names(self) -> set[str]:
+        """Every database the selection names, in any of its forms."""
+        return {*self.databases, *(s[0] for s in self.schemas), *(t[0] for t in self.tables)}
+
+    def wants_database(self, database: str) -> bool:
+        """True when anything in this database may be exported."""
+        return self.everything or database in self.database_names()
+
+    def wants_table(self, database: str, schema: str, table: str) -> bool:
+        return (
+            self.everything
+            or database in self.databases
+            or (database, schema) in self.schemas
+            or (database, schema, table) in self.tables
+        )
+
+    def names(self) -> list[str]:
+        """Every name the selection lists, in ExportOnly's dotted form."""
+        return sorted([*self.databases, *(".".join(s) for s in self.schemas), *(".".join(t) for t in self.tables)])
+
+
+def parse_export_only(export_only: list[str]) -> Selection:
+    """Parse ExportOnly (`database`, `database.schema`, `database.schema.table`) for PostgreSQL."""
+    if sum(len(item.encode()) for item in export_only) > _MAX_EXPORT_ONLY_BYTES:
+        raise InvalidExportOnly("ExportOnly is larger than 200 KB.")
+    databases: set[str] = set()
+    schemas: set[tuple[str, str]] = set()
+    tables: set[tuple[str, str, str]] = set()
+    for item in export_only:
+        parts = item.split(".")
+        bad = [p for p in parts if not _EXPORT_ONLY_NAME.fullmatch(p)]
+        if bad or len(parts) > 3:
+            raise InvalidExportOnly(
+                f"The ExportOnly value {item!r} is not valid: use database, database.schema or "
+                "database.schema.table, with names of the characters A-Z a-z 0-9 $ _ only"
+                + (f" ({', '.join(repr(b) for b in bad)} has other characters)." if bad else ".")
+            )
+        if len(parts) == 1:
+            databases.add(parts[0])
+        elif len(parts) == 2:
+            schemas.add((parts[0], parts[1]))
+        else:
+            tables.add((parts[0], parts[1], parts[2]))
+    return Selection(frozenset(databases), frozenset(schemas), frozenset(tables))

@@ -1,0 +1,59 @@
+"""Shared fixtures: a real PostgreSQL server, a database per test, moto's S3 server over HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import psycopg
+import pytest
+from moto.server import ThreadedMotoServer
+from psycopg import sql
+
+from tests.helpers import with_database
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The server under test: DBEXPORT_TEST_PG_DSN, the local one, or an embedded one started for the run."""
+    from dbexport.server import ensure_postgres
+
+    return ensure_postgres(os.environ.get("DBEXPORT_TEST_PG_DSN", DEFAULT_PG))
+
+
+@pytest.fixture
+def source(pg_dsn: str) -> Iterator[str]:
+    """A fresh, uniquely named database; yields its URL and drops it afterwards."""
+    name = f"dbexport_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(pg_dsn, name)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 (and KMS, STS, IAM) over real HTTP, so boto3 and pyarrow both reach it."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str) -> str:
+    name = f"bucket-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
