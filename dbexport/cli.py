@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -35,7 +36,17 @@ class ProgressBar:
 
     def begin(self, tables: int, estimated_bytes: int) -> None:
         self.tables = tables
-        self.bar = tqdm(total=estimated_bytes, unit="B", unit_scale=True, desc="exporting", file=sys.stderr)
+        # A terminal that reports no size (a bare pty) would get an invisible bar: fall back to 80x24.
+        size = shutil.get_terminal_size()
+        self.bar = tqdm(
+            total=estimated_bytes,
+            unit="B",
+            unit_scale=True,
+            desc="exporting",
+            file=sys.stderr,
+            ncols=size.columns,
+            nrows=size.lines,
+        )
         self._describe()
 
     def rows(self, count: int) -> None:

@@ -49,6 +49,7 @@ class ExportSettings(_Frozen):
     compression: Compression = "gzip"
     partition_target_bytes: int = 256 * MIB
     max_file_bytes: int = 20 * 10**9
+    row_group_rows: int = 128 * 1024
     workers: int = 2
     # The anchor's limits: a row of about 2 GB is skipped, a value of about 500 MB fails the export.
     max_row_bytes: int = 2 * GIB

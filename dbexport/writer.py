@@ -135,6 +135,7 @@ def write_partition(
     folder: str,
     compression: Compression,
     max_file_bytes: int,
+    row_group_rows: int,
     write_empty: bool,
     on_batch: Callable[[int], None] | None = None,
 ) -> WrittenPartition:
@@ -167,16 +168,16 @@ def write_partition(
             )
 
         for batch in batches:
-            if batch.num_rows == 0:
-                continue
-            if writer is None:
-                writer = open_file()
-            writer.write_batch(batch)
+            # One row group per slice; a file rolls over between row groups.
+            for offset in range(0, batch.num_rows, row_group_rows):
+                if writer is None:
+                    writer = open_file()
+                writer.write_batch(batch.slice(offset, row_group_rows))
+                if file_path.stat().st_size >= max_file_bytes:
+                    finish_file()
             rows += batch.num_rows
             if on_batch is not None:
                 on_batch(batch.num_rows)
-            if file_path.stat().st_size >= max_file_bytes:
-                finish_file()
         if writer is None and not objects and write_empty:
             writer = open_file()
         if writer is not None:
