@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 from dbexport.models import Partition
 
 
 def partition_count(estimated_bytes: int, target_bytes: int) -> int:
     """How many partitions a table of this size gets; small tables get one."""
-    return max(1, math.ceil(estimated_bytes / target_bytes))
+    if target_bytes <= 0:
+        raise ValueError(f"the partition target size must be positive, not {target_bytes}")
+    # Integer ceiling: a float division rounds sizes of many terabytes.
+    return max(1, -(-estimated_bytes // target_bytes))
 
 
 def quantile_fractions(count: int) -> list[float]:

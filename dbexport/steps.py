@@ -23,6 +23,7 @@ from dbexport.typemap import arrow_schema, map_column, value_probe
 from dbexport.validation import (
     LOCAL_PREFIX,
     parse_export_only,
+    sanitize_path_element,
     validate_bucket_name,
     validate_identifier,
     validate_s3_prefix,
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 # The anchor skips a table whose column name holds one of these.
 _BAD_COLUMN_CHARS = frozenset(",;{}()\n\t= ")
 _NOT_EXPORTED_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table"}
+# Two tables whose names clean to the same S3 path element: one of them is skipped.
+_PATH_CONFLICT = "TABLE_PATH_CONFLICT"
+# The most a row can hold besides its TOAST: one heap page.
+_MAX_INLINE_ROW_BYTES = 8192
 
 
 def validate_request(request: StartExportTaskRequest, now: datetime | None = None) -> ExportTask:
@@ -85,14 +90,14 @@ def plan_database(snapshot: Snapshot, database: str, selection: Selection, setti
     """Catalog, selection, skip rules, type mapping and partitions of one database, in its snapshot."""
     conn = snapshot.conn
     relations = postgres.list_relations(conn)
-    _check_selection_matches(database, selection, relations)
+    _check_selection_matches(database, selection, relations, postgres.list_schemas(conn))
     tables: list[TablePlan] = []
     skipped: list[SkippedTable] = []
     skipped_objectives: list[dict[str, str]] = []
     warnings: list[str] = []
     for relation in relations:
-        # A partition leaf is exported through its partitioned table, when that one is exported.
-        if relation.root is not None and selection.wants_table(database, *relation.root):
+        # A partition is exported through the partitioned table above it, when that one is exported.
+        if any(selection.wants_table(database, *ancestor) for ancestor in relation.ancestors):
             continue
         if not selection.wants_table(database, relation.schema, relation.name):
             continue
@@ -111,6 +116,7 @@ def plan_database(snapshot: Snapshot, database: str, selection: Selection, setti
             tables.append(table)
         else:
             skipped.append(SkippedTable(database=database, schema=relation.schema, table=relation.name, reason=table))
+    tables = _without_folder_conflicts(tables, skipped, warnings)
     log.info("planned database %s: %d tables, %d skipped", database, len(tables), len(skipped))
     return ExportPlan(
         database=database,
@@ -123,9 +129,41 @@ def plan_database(snapshot: Snapshot, database: str, selection: Selection, setti
     )
 
 
-def _check_selection_matches(database: str, selection: Selection, relations: list[CatalogTable]) -> None:
-    """A name in ExportOnly that matches nothing is an error, not an empty success."""
-    schemas = {r.schema for r in relations}
+def _without_folder_conflicts(
+    tables: list[TablePlan], skipped: list[SkippedTable], warnings: list[str]
+) -> list[TablePlan]:
+    """Keep one table per folder: names the anchor cleans alike (`a b`, `a_b`) must not write into one another.
+
+    The table whose folder is its own name is kept, else the first in catalog order; the others are skipped.
+    """
+    by_folder: dict[str, list[TablePlan]] = {}
+    for table in tables:
+        by_folder.setdefault(sanitize_path_element(f"{table.schema_}.{table.table}"), []).append(table)
+    dropped: set[int] = set()  # by identity: `a.b`.`c` and `a`.`b.c` have the same target, too
+    for folder, group in by_folder.items():
+        if len(group) < 2:
+            continue
+        keep = next((t for t in group if f"{t.schema_}.{t.table}" == folder), group[0])
+        for table in group:
+            if table is keep:
+                continue
+            dropped.add(id(table))
+            skipped.append(
+                SkippedTable(database=table.database, schema=table.schema_, table=table.table, reason=_PATH_CONFLICT)
+            )
+            warnings.append(
+                f"The table {table.target} is not exported: its folder {folder} is the folder of {keep.target}."
+            )
+    return [t for t in tables if id(t) not in dropped]
+
+
+def _check_selection_matches(
+    database: str, selection: Selection, relations: list[CatalogTable], schemas: set[str]
+) -> None:
+    """A name in ExportOnly that matches nothing is an error, not an empty success.
+
+    A schema that exists without tables is not an error: it names what the user meant, which is empty.
+    """
     tables = {(r.schema, r.name) for r in relations}
     missing = [".".join((db, s)) for db, s in selection.schemas if db == database and s not in schemas]
     missing += [".".join((db, s, t)) for db, s, t in selection.tables if db == database and (s, t) not in tables]
@@ -147,19 +185,22 @@ def _plan_table(
     probes: dict[str, ProbeKind] = {
         c.name: kind for c in source_columns if (kind := value_probe(c, settings.type_mapping)) is not None
     }
-    # Only values stored out of line can reach the size limits, so tables with little TOAST need no scan.
-    sized = [c.name for c in source_columns] if size.toast_bytes >= settings.max_value_bytes else []
+    # Only values stored out of line can reach the size limits, so tables with little TOAST need no scan:
+    # a row holds at most one heap page besides its TOAST.
+    limit = min(settings.max_value_bytes, settings.max_row_bytes)
+    sized = [c.name for c in source_columns] if size.toast_bytes + _MAX_INLINE_ROW_BYTES >= limit else []
     unrepresentable: frozenset[str] = frozenset()
+    partitioned = relation.kind == "p"
     if probes or sized:
-        scan = postgres.scan_values(conn, relation.schema, relation.name, probes, sized)
+        scan = postgres.scan_values(conn, relation.schema, relation.name, probes, sized, partitioned=partitioned)
         unrepresentable = scan.unrepresentable
         if scan.largest_row >= settings.max_row_bytes:
             return "ROW_SIZE_EXCEEDS_LIMIT"
         value_bytes, value_column = scan.largest_value
         if value_bytes >= settings.max_value_bytes:
             raise ExportFailed(
-                f"The table {database}.{relation.schema}.{relation.name} has a value of {value_bytes // 2**20} MB "
-                f"in column {value_column}; values of {settings.max_value_bytes // 2**20} MB or more can't be "
+                f"The table {database}.{relation.schema}.{relation.name} has a value of {_size(value_bytes)} "
+                f"in column {value_column}; values of {_size(settings.max_value_bytes)} or more can't be "
                 "exported. Exclude the table with ExportOnly and retry the export."
             )
     columns = []
@@ -176,7 +217,7 @@ def _plan_table(
         database=database,
         schema=relation.schema,
         table=relation.name,
-        is_partitioned=relation.kind == "p",
+        is_partitioned=partitioned,
         columns=columns,
         partitions=_partitions(conn, relation, size, settings),
         estimated_bytes=size.bytes,
@@ -188,11 +229,25 @@ def _partitions(conn: Any, relation: CatalogTable, size: postgres.TableSize, set
     key = postgres.integer_key(conn, relation.oid) if count > 1 else None
     if key is not None:
         cuts = postgres.key_quantiles(
-            conn, relation.schema, relation.name, key, quantile_fractions(count), size.estimated_rows
+            conn,
+            relation.schema,
+            relation.name,
+            key,
+            quantile_fractions(count),
+            size.estimated_rows,
+            partitioned=relation.kind == "p",
         )
         if cuts:
             return split_by_key(key, cuts, size.bytes)
     return split_by_pages(size.pages, size.bytes, settings.partition_target_bytes)
+
+
+def _size(n: int) -> str:
+    """A byte count as a user reads it: 500 MB, 1.5 GB, 300 kB."""
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
 
 
 def table_folder(task: ExportTask, table: TablePlan) -> str:
@@ -201,7 +256,11 @@ def table_folder(task: ExportTask, table: TablePlan) -> str:
 
 
 def export_partition(
-    work: PartitionWork, dsn: str, destination: Destination, on_rows: Callable[[int], None] | None = None
+    work: PartitionWork,
+    dsn: str,
+    destination: Destination,
+    on_rows: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PartitionResult:
     """Read one partition inside the shared snapshot and write its Parquet objects."""
     table, partition = work.table, work.partition
@@ -211,10 +270,10 @@ def export_partition(
         arrow_schema(table.columns),
         destination,
         f"{table_folder(work.task, table)}/{partition.index}",
-        work.settings.compression,
-        work.settings.max_file_bytes,
+        work.settings,
         write_empty=partition.index == "1",
         on_batch=on_rows,
+        should_stop=should_stop,
     )
     log.info("exported %s partition %s: %d rows", table.target, partition.index, written.rows)
     return PartitionResult(

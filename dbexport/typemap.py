@@ -155,7 +155,13 @@ def map_column(col: SourceColumn, mapping: TypeMapping, unrepresentable: bool = 
 
 
 def _typed_decimal(col: SourceColumn) -> bool:
-    return col.numeric_precision is not None and col.numeric_precision <= _MAX_DECIMAL_PRECISION
+    """numeric(p,s) that Parquet's DECIMAL(p,s) can hold: p <= 38 and 0 <= s <= p.
+
+    PostgreSQL 15 also accepts a negative scale (numeric(5,-2) rounds to hundreds) and a scale above
+    the precision (numeric(3,5)); Parquet allows neither, so those stay text.
+    """
+    p, s = col.numeric_precision, col.numeric_scale
+    return p is not None and s is not None and p <= _MAX_DECIMAL_PRECISION and 0 <= s <= p
 
 
 def _native(col: SourceColumn, export_type: str) -> Column:

@@ -14,6 +14,10 @@ _MAX_IDENTIFIER = 60
 _EXPORT_ONLY_NAME = re.compile(r"[A-Za-z0-9_$]+")
 _MAX_EXPORT_ONLY_BYTES = 200 * 1024
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
+# S3 reserves these for its own kinds of bucket and access point names.
+_RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 # Characters the anchor replaces with `_` in every S3 path element.
 _PATH_UNSAFE = str.maketrans({c: "_" for c in '\\`" '})
 
@@ -36,7 +40,13 @@ def validate_s3_prefix(prefix: str) -> None:
 
 def validate_bucket_name(bucket: str) -> None:
     """An S3 bucket name by S3's rules (a file:// destination is checked elsewhere)."""
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket:
+    if (
+        not _BUCKET.fullmatch(bucket)
+        or ".." in bucket
+        or _IP_ADDRESS.fullmatch(bucket)
+        or bucket.startswith(_RESERVED_BUCKET_PREFIXES)
+        or bucket.endswith(_RESERVED_BUCKET_SUFFIXES)
+    ):
         raise InvalidS3BucketFault(
             f"The S3 bucket {bucket} is invalid. Either it isn't located in the current AWS Region or it "
             "doesn't exist. Review your S3 bucket name and retry the export."

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbexport.errors import DBClusterNotFoundFault, SourceUnavailable
+from dbexport.errors import DBClusterNotFoundFault, ExportFailed, SourceUnavailable
 from dbexport.typemap import SourceColumn, arrow_schema
 
 if TYPE_CHECKING:
@@ -137,7 +137,13 @@ class CatalogTable:
     kind: str  # pg_class.relkind
     persistence: str  # pg_class.relpersistence
     readable: bool
-    root: tuple[str, str] | None  # the partitioned table a leaf belongs to
+    # The partitioned tables a partition belongs to, as (schema, name), its parent first and its root last.
+    ancestors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def root(self) -> tuple[str, str] | None:
+        """The partitioned table at the top of a partition's tree."""
+        return self.ancestors[-1] if self.ancestors else None
 
 
 def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
@@ -146,11 +152,15 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
         """
         SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence,
                has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'),
-               rn.nspname, r.relname
+               CASE WHEN c.relispartition THEN ARRAY(
+                   SELECT ARRAY[an.nspname, a.relname]::text[]
+                   FROM pg_partition_ancestors(c.oid) WITH ORDINALITY p(relid, depth)
+                   JOIN pg_class a ON a.oid = p.relid
+                   JOIN pg_namespace an ON an.oid = a.relnamespace
+                   WHERE p.relid <> c.oid
+                   ORDER BY p.depth) END
         FROM pg_class c
         JOIN pg_namespace n ON n.oid = c.relnamespace
-        LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
-        LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
           AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'
         ORDER BY n.nspname, c.relname
@@ -158,55 +168,87 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
         [list(_EXCLUDED_SCHEMAS)],
     ).fetchall()
     return [
-        CatalogTable(oid, schema, name, kind, persistence, readable, (rs, rt) if rt is not None else None)
-        for oid, schema, name, kind, persistence, readable, rs, rt in rows
+        CatalogTable(oid, schema, name, kind, persistence, readable, tuple((a, b) for a, b in ancestors or ()))
+        for oid, schema, name, kind, persistence, readable, ancestors in rows
     ]
+
+
+def list_schemas(conn: psycopg.Connection[Any]) -> set[str]:
+    """The schemas outside the system ones, with or without tables."""
+    rows = conn.execute(
+        "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'",
+        [list(_EXCLUDED_SCHEMAS)],
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def list_columns(conn: psycopg.Connection[Any], oid: int) -> list[SourceColumn]:
     """A table's columns, with information_schema's type names and domains resolved."""
     rows = conn.execute(
         """
+        WITH RECURSIVE domains AS (
+            -- Each column's type, then the base type of each domain in turn (a domain may be over a domain);
+            -- the typmod is the first one declared along the way.
+            SELECT a.attnum, a.atttypid AS typid, a.atttypmod AS typmod, 0 AS depth
+            FROM pg_attribute a
+            WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT d.attnum, t.typbasetype, CASE WHEN d.typmod = -1 THEN t.typtypmod ELSE d.typmod END, d.depth + 1
+            FROM domains d JOIN pg_type t ON t.oid = d.typid AND t.typtype = 'd'
+        ), resolved AS (
+            SELECT DISTINCT ON (attnum) attnum, typid, typmod, depth > 0 AS is_domain
+            FROM domains ORDER BY attnum, depth DESC
+        )
         SELECT a.attname,
-               CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN 'ARRAY'
-                    WHEN bn.nspname = 'pg_catalog' THEN format_type(bt.oid, NULL)
+               -- information_schema.columns.data_type, which names a domain's immediate base type
+               CASE WHEN it.typelem <> 0 AND it.typlen = -1 THEN 'ARRAY'
+                    WHEN itn.nspname = 'pg_catalog' THEN format_type(it.oid, NULL)
                     ELSE 'USER-DEFINED' END,
-               bt.typname, bn.nspname, t.typtype = 'd',
+               bt.typname, bn.nspname, r.is_domain,
                pn.nspname, p.proname,
-               CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN et.typname END,
-               CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END
+               CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN et.typname END, en.nspname,
+               r.typmod
         FROM pg_attribute a
+        JOIN resolved r ON r.attnum = a.attnum
         JOIN pg_type t ON t.oid = a.atttypid
-        JOIN pg_type bt ON bt.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        JOIN pg_type it ON it.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        JOIN pg_namespace itn ON itn.oid = it.typnamespace
+        JOIN pg_type bt ON bt.oid = r.typid
         JOIN pg_namespace bn ON bn.oid = bt.typnamespace
         JOIN pg_proc p ON p.oid = bt.typoutput
         JOIN pg_namespace pn ON pn.oid = p.pronamespace
         LEFT JOIN pg_type et ON et.oid = bt.typelem
-        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+        LEFT JOIN pg_namespace en ON en.oid = et.typnamespace
+        WHERE a.attrelid = %s
         ORDER BY a.attnum
         """,
-        [oid],
+        [oid, oid],
     ).fetchall()
     columns = []
-    for name, data_type, base, base_schema, is_domain, fn_schema, fn_name, element, typmod in rows:
-        builtin = base_schema == "pg_catalog"
+    for name, data_type, base, base_schema, is_domain, fn_schema, fn_name, element, element_schema, typmod in rows:
         precision = scale = None
-        if base == "numeric" and typmod >= 4:
-            # numeric's typmod packs precision and scale, offset by the varlena header.
-            precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+        if base == "numeric" and base_schema == "pg_catalog" and typmod >= 4:
+            # numeric's typmod packs precision and an 11-bit signed scale (negative, or above the precision,
+            # since PostgreSQL 15), offset by the varlena header.
+            precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (((typmod - 4) & 0x7FF) ^ 1024) - 1024
         columns.append(
             SourceColumn(
                 name=name,
                 data_type=data_type,
-                base_type=base if builtin else f"{base_schema}.{base}",
+                base_type=_type_name(base, base_schema),
                 is_domain=is_domain,
                 output_function=(fn_schema, fn_name),
-                element_type=element,
+                element_type=_type_name(element, element_schema) if element is not None else None,
                 numeric_precision=precision,
                 numeric_scale=scale,
             )
         )
     return columns
+
+
+def _type_name(name: str, schema: str) -> str:
+    """Built-in types by name, user-defined ones schema-qualified so that they never match a built-in name."""
+    return name if schema == "pg_catalog" else f"{schema}.{name}"
 
 
 @dataclass(frozen=True)
@@ -264,6 +306,8 @@ def key_quantiles(
     key: str,
     fractions: list[float],
     estimated_rows: int,
+    *,
+    partitioned: bool = False,
 ) -> list[int]:
     """The key's quantiles from a sample of the table's pages, so skewed keys still split evenly."""
     sample_rows = max(10_000, 200 * len(fractions))
@@ -271,7 +315,7 @@ def key_quantiles(
     row = conn.execute(
         sql.SQL(
             "SELECT percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {key}) FROM {table} TABLESAMPLE SYSTEM (%s)"
-        ).format(key=sql.Identifier(key), table=sql.Identifier(schema, table)),
+        ).format(key=sql.Identifier(key), table=_relation(schema, table, partitioned)),
         [fractions, percent],
     ).fetchone()
     return [int(v) for v in (row[0] if row and row[0] else []) if v is not None]
@@ -299,6 +343,8 @@ def scan_values(
     table: str,
     probes: dict[str, ProbeKind],
     sized_columns: list[str],
+    *,
+    partitioned: bool = False,
 ) -> ValueScan:
     """One pass over the table for the value probes and the row and value size limits."""
     exprs: list[sql.Composable] = [
@@ -310,7 +356,7 @@ def scan_values(
         exprs.append(sql.SQL("coalesce(max({}), 0)").format(sql.SQL(" + ").join(sizes)))
         exprs.extend(sql.SQL("coalesce(max({}), 0)").format(s) for s in sizes)
     row = conn.execute(
-        sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), sql.Identifier(schema, table))
+        sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(exprs), _relation(schema, table, partitioned))
     ).fetchone()
     assert row is not None
     found = frozenset(name for name, hit in zip(probes, row, strict=False) if hit)
@@ -332,10 +378,17 @@ def count_rows(conn: psycopg.Connection[Any], table: TablePlan) -> int:
 
 
 def _from_clause(table: TablePlan) -> sql.Composable:
-    # ONLY keeps rows of inheritance children out: they are exported as tables of their own.
-    # A partitioned table is read through its parent, which holds no rows itself.
-    name = sql.Identifier(table.schema_, table.table)
-    return name if table.is_partitioned else sql.SQL("ONLY {}").format(name)
+    return _relation(table.schema_, table.table, table.is_partitioned)
+
+
+def _relation(schema: str, table: str, partitioned: bool) -> sql.Composable:
+    """A table's rows and no others, for every query that reads or measures them.
+
+    ONLY keeps rows of inheritance children out: they are exported as tables of their own.
+    A partitioned table is read through its parent, which holds no rows itself.
+    """
+    name = sql.Identifier(schema, table)
+    return name if partitioned else sql.SQL("ONLY {}").format(name)
 
 
 def _select_expression(column: Column) -> sql.Composable:
@@ -398,10 +451,11 @@ def read_partition(dsn: str, snapshot_id: str, table: TablePlan, partition: Part
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The driver's batch in the export schema: text to decimal, driver metadata dropped."""
-    return pa.RecordBatch.from_arrays(
-        [_cast(column, field.type) for column, field in zip(batch.columns, schema, strict=True)],
-        schema=schema,
-    )
+    arrays = []
+    for column, field in zip(batch.columns, schema, strict=True):
+        _check_range(column, field.name)
+        arrays.append(_cast(column, field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
@@ -410,3 +464,28 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
     if isinstance(array.type, pa.ExtensionType) and array.type.storage_type == target:
         return array.storage
     return pc.cast(array, target)
+
+
+# PostgreSQL's earliest timestamp, 4714-11-24 00:00:00 BC, in microseconds since 1970. The driver wraps a
+# timestamp after 294247-01-10 (past int64 microseconds) around to far below it, without an error.
+_MIN_TIMESTAMP_US = -210_866_803_200_000_000
+# PostgreSQL's time goes up to 24:00:00 inclusive; Arrow's and Parquet's TIME stop before it.
+_DAY_US = 86_400_000_000
+
+
+def _check_range(array: pa.Array, column: str) -> None:
+    """Refuse values the driver read into a typed form that cannot hold them, rather than write them wrong."""
+    if pa.types.is_timestamp(array.type):
+        lowest = pc.min(array.view(pa.int64())).as_py()
+        if lowest is not None and lowest < _MIN_TIMESTAMP_US:
+            raise ExportFailed(
+                f"The column {column} holds a timestamp after 294247-01-10, which the typed mapping's "
+                "TIMESTAMP(us) can't hold. Export the table with the aurora type mapping."
+            )
+    elif pa.types.is_time64(array.type):
+        highest = pc.max(array.view(pa.int64())).as_py()
+        if highest is not None and highest >= _DAY_US:
+            raise ExportFailed(
+                f"The column {column} holds the time 24:00:00, which the typed mapping's TIME(us) can't hold. "
+                "Export the table with the aurora type mapping."
+            )
