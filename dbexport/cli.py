@@ -5,23 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from dbexport.errors import RdsError
-from dbexport.local import run_export
+from dbexport.errors import InvalidParameterValue, RdsError
 from dbexport.models import MIB, ExportSettings, StartExportTaskRequest, Status
+from dbexport.runner import SOURCE_URL_ENV, StateDir, default_state_dir, run_task, spawn_runner
+from dbexport.steps import validate_request
+from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, decode_marker, make_query
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dbexport.models import ExportTask
+    from dbexport.tasks.sqlite import SqliteTaskStore
 
 # The AWS CLI's exit code for an error returned by the service.
 SERVICE_ERROR_EXIT = 254
@@ -68,8 +73,8 @@ class ProgressBar:
             self.bar.close()
 
 
-def print_task(task: ExportTask) -> None:
-    print(json.dumps(task.to_rds(), indent=4))
+def print_json(value: dict[str, Any]) -> None:
+    print(json.dumps(value, indent=4))
 
 
 def _settings(args: argparse.Namespace) -> ExportSettings:
@@ -82,6 +87,29 @@ def _settings(args: argparse.Namespace) -> ExportSettings:
     )
 
 
+def _state(args: argparse.Namespace) -> tuple[StateDir, SqliteTaskStore]:
+    """The state directory and its task store, with tasks of dead runners ended first."""
+    state = StateDir(Path(args.state_dir))
+    store = state.store(args.max_unfinished_tasks)
+    store.fail_dead_runners()
+    return state, store
+
+
+def _start(args: argparse.Namespace, request: StartExportTaskRequest, wait: bool) -> ExportTask:
+    """Register the task, then run it here (wait) or in a detached runner (return at once)."""
+    state, store = _state(args)
+    task = store.create(validate_request(request), _settings(args))
+    if not wait:
+        spawn_runner(state, task.export_task_identifier, request.source_arn, args.endpoint_url)
+        return task
+    bar = ProgressBar() if sys.stderr.isatty() else None
+    try:
+        return run_task(store, state, task.export_task_identifier, request.source_arn, args.endpoint_url, bar)
+    finally:
+        if bar:
+            bar.close()
+
+
 def start_export_task(args: argparse.Namespace) -> int:
     request = StartExportTaskRequest(
         export_task_identifier=args.export_task_identifier,
@@ -92,56 +120,87 @@ def start_export_task(args: argparse.Namespace) -> int:
         s3_prefix=args.s3_prefix,
         export_only=args.export_only,
     )
-    bar = ProgressBar() if args.wait and sys.stderr.isatty() else None
-    printed_start = False
-
-    def on_update(task: ExportTask) -> None:
-        # Like the AWS CLI, answer with the task as soon as it exists; --wait answers again at the end.
-        nonlocal printed_start
-        if not printed_start and not args.wait:
-            print_task(task)
-            sys.stdout.flush()
-        printed_start = True
-
-    try:
-        task = run_export(request, _settings(args), endpoint_url=args.endpoint_url, progress=bar, on_update=on_update)
-    finally:
-        if bar:
-            bar.close()
-    if args.wait:
-        print_task(task)
-    if task.status != Status.COMPLETE:
+    task = _start(args, request, args.wait)
+    print_json(task.to_rds())
+    if args.wait and task.status != Status.COMPLETE:
         print(f"Export task {task.export_task_identifier} {task.status.value}: {task.failure_cause}", file=sys.stderr)
         return 1
     return 0
+
+
+def describe_export_tasks(args: argparse.Namespace) -> int:
+    _, store = _state(args)
+    query = make_query(
+        identifier=args.export_task_identifier,
+        source_arn=args.source_arn,
+        source_type=args.source_type,
+        filters=[f for text in args.filters for f in parse_filters(text)],
+        max_records=args.max_records,
+        marker=args.marker,
+    )
+    tasks, marker = store.describe(query)
+    # Like the AWS CLI: all pages unless the caller pages by hand with --max-records or --marker.
+    while marker is not None and args.max_records is None and args.marker is None:
+        more, marker = store.describe(replace(query, after=decode_marker(marker)))
+        tasks += more
+    output: dict[str, Any] = {"ExportTasks": [t.to_rds() for t in tasks]}
+    if marker is not None:
+        output["Marker"] = marker
+    print_json(output)
+    return 0
+
+
+def cancel_export_task(args: argparse.Namespace) -> int:
+    _, store = _state(args)
+    print_json(store.cancel(args.export_task_identifier).to_rds())
+    return 0
+
+
+def run_task_command(args: argparse.Namespace) -> int:
+    """The detached runner's entry point (not for users)."""
+    state, store = _state(args)
+    task = run_task(store, state, args.identifier, os.environ[SOURCE_URL_ENV], os.environ.get("AWS_ENDPOINT_URL"))
+    return 0 if task.status == Status.COMPLETE else 1
+
+
+def parse_filters(text: str) -> list[dict[str, Any]]:
+    """`--filters` in the AWS CLI's forms: JSON, or shorthand `Name=status,Values=complete,failed`."""
+    if text.lstrip().startswith(("[", "{")):
+        value = json.loads(text)
+        return value if isinstance(value, list) else [value]
+    name, _, values = text.partition(",Values=")
+    if not name.startswith("Name=") or not values:
+        raise InvalidParameterValue(
+            f"Cannot parse the filter {text!r}: use Name=NAME,Values=V1,V2 or JSON.", "DescribeExportTasks"
+        )
+    return [{"Name": name.removeprefix("Name="), "Values": values.split(",")}]
 
 
 def demo(args: argparse.Namespace) -> int:
     """Start PostgreSQL if needed, load the sample database, export it to a local directory."""
     from dbexport import server  # the demo's own dependencies stay out of the export path
 
-    dsn = server.ensure_postgres(args.dsn)
-    source = server.load_sample(dsn)
+    source = server.load_sample(server.ensure_postgres(args.dsn))
     output = Path(args.output).resolve()
-    export_id = f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}"
     request = StartExportTaskRequest(
-        export_task_identifier=export_id,
+        export_task_identifier=f"demo-{datetime.now(UTC):%Y%m%d%H%M%S}",
         source_arn=source,
         s3_bucket_name=output.as_uri(),
     )
-    bar = ProgressBar()
+    args.endpoint_url = None
     started = time.monotonic()
-    try:
-        task = run_export(request, _settings(args), progress=bar)
-    finally:
-        bar.close()
+    task = _start(args, request, wait=True)
     seconds = time.monotonic() - started
-    print_task(task)
-    files = sorted((output / export_id).rglob("*.parquet"))
+    print_json(task.to_rds())
+    folder = output / task.export_task_identifier
+    files = sorted(folder.rglob("*.parquet"))
+    tables_info = [json.loads(p.read_text()) for p in folder.glob("export_tables_info_*.json")]
+    exported = [t for info in tables_info for t in info["perTableStatus"] if t.get("status") == "COMPLETE"]
+    rows = sum(t["tableStatistics"]["exportedRowCount"] for t in exported)
     print(
-        f"\n{task.status.value}: exported {bar.tables_done} tables, {bar.row_count:,} rows, "
+        f"\n{task.status.value}: exported {len(exported)} tables, {rows:,} rows, "
         f"{sum(f.stat().st_size for f in files):,} bytes in {len(files)} Parquet files, in {seconds:.1f} s.\n"
-        f"Files: {output / export_id}"
+        f"Files: {folder}"
     )
     return 0 if task.status == Status.COMPLETE else 1
 
@@ -162,6 +221,17 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dbexport", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="log what happens to stderr")
+    parser.add_argument(
+        "--state-dir",
+        default=str(default_state_dir()),
+        help="task records, events and runner logs (default: $DBEXPORT_STATE_DIR or ~/.local/state/dbexport)",
+    )
+    parser.add_argument(
+        "--max-unfinished-tasks",
+        type=int,
+        default=DEFAULT_MAX_UNFINISHED,
+        help="unfinished export tasks allowed at once (default 5)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     start = commands.add_parser("start-export-task", help="export a cluster to S3 or a local directory")
@@ -173,9 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--s3-prefix", default="")
     start.add_argument("--export-only", nargs="+", default=[], metavar="NAME")
     start.add_argument("--endpoint-url", help="an S3-compatible endpoint (or set AWS_ENDPOINT_URL)")
-    start.add_argument("--wait", action="store_true", help="show progress and print the finished task")
+    start.add_argument("--wait", action="store_true", help="run here with a progress bar; print the finished task")
     _add_settings(start)
     start.set_defaults(run=start_export_task)
+
+    describe = commands.add_parser("describe-export-tasks", help="list export tasks and their progress")
+    describe.add_argument("--export-task-identifier")
+    describe.add_argument("--source-arn")
+    describe.add_argument("--source-type", choices=["SNAPSHOT", "CLUSTER"])
+    describe.add_argument(
+        "--filters", nargs="+", default=[], metavar="FILTER", help="Name=status,Values=in_progress,starting ... or JSON"
+    )
+    describe.add_argument("--max-records", type=int)
+    describe.add_argument("--marker")
+    describe.set_defaults(run=describe_export_tasks)
+
+    cancel = commands.add_parser("cancel-export-task", help="stop a running export; written data stays")
+    cancel.add_argument("--export-task-identifier", required=True)
+    cancel.set_defaults(run=cancel_export_task)
 
     sample = commands.add_parser("demo", help="export a sample database to a local directory")
     sample.add_argument(
@@ -186,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--output", default="dbexport-demo-output")
     _add_settings(sample)
     sample.set_defaults(run=demo)
+
+    runner = commands.add_parser("run-task")  # started by start-export-task, in the background
+    runner.add_argument("identifier")
+    runner.set_defaults(run=run_task_command)
     return parser
 
 

@@ -77,3 +77,7 @@ class RetryableError(DbExportError):
 
 class SourceUnavailable(RetryableError):
     """The source database cannot be reached or refused the connection."""
+
+
+class ExportCanceled(DbExportError):
+    """CancelExportTask was called: stop taking work, keep what is written."""

@@ -13,7 +13,7 @@ import adbc_driver_manager
 import psycopg
 
 from dbexport import steps
-from dbexport.errors import DbExportError, ExportFailed
+from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB, TableOutcome
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import postgres
@@ -23,7 +23,7 @@ from dbexport.writer import open_destination
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dbexport.models import ExportPlan, ExportTask, PartitionResult, StartExportTaskRequest, TablePlan
+    from dbexport.models import ExportPlan, ExportTask, PartitionResult, TablePlan
     from dbexport.writer import Destination
 
 log = logging.getLogger(__name__)
@@ -72,23 +72,26 @@ class _Tracker:
 
 
 def run_export(
-    request: StartExportTaskRequest,
+    task: ExportTask,
+    source_url: str,
     settings: ExportSettings | None = None,
     *,
     destination: Destination | None = None,
     endpoint_url: str | None = None,
     progress: Progress | None = None,
     on_update: Callable[[ExportTask], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ExportTask:
-    """Run a whole export on this machine and return the finished task.
+    """Run a validated task (see steps.validate_request) on this machine and return it finished.
 
-    A request that breaks the rules raises an RdsError before anything starts; once the
-    task has started, a failure ends it FAILED with a FailureCause instead of raising.
+    `source_url` is the source with its credentials; the task only ever holds the redacted form.
+    A failure ends the task FAILED with a FailureCause instead of raising; when `should_stop`
+    turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
-    task = steps.validate_request(request)
-    selection = parse_export_only(request.export_only)
-    destination = destination or open_destination(request.s3_bucket_name, request.kms_key_id, endpoint_url)
+    selection = parse_export_only(task.export_only)
+    destination = destination or open_destination(task.s3_bucket, task.kms_key_id, endpoint_url)
+    stop = should_stop or (lambda: False)
 
     def update(new: ExportTask | None = None, **changes: object) -> None:
         nonlocal task
@@ -96,39 +99,51 @@ def run_export(
         if on_update:
             on_update(task)
 
-    update()
+    def checkpoint() -> None:
+        if stop():
+            raise ExportCanceled("The export task was canceled.")
+
     try:
         with ExitStack() as stack:
-            databases = postgres.list_databases(request.source_arn)
+            databases = postgres.list_databases(source_url)
             missing = sorted(selection.database_names() - set(databases))
             if missing:
                 raise ExportFailed(
                     f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
                 )
             snapshots = {
-                db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(request.source_arn, db)))
+                db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(source_url, db)))
                 for db in databases
                 if selection.wants_database(db)
             }
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             steps.write_export_info(task, destination)
+            checkpoint()
             plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            checkpoint()
             update(status=Status.IN_PROGRESS)
             tracker = _Tracker(plans, progress)
-            _export_partitions(request.source_arn, task, plans, settings, destination, tracker, update)
+            _export_partitions(source_url, task, plans, settings, destination, tracker, update, stop)
             outcomes = [
                 _verify(plan, table, tracker.results.get(table.target, []), snapshots[plan.database].conn)
                 for plan in plans
                 for table in plan.tables
             ]
             update(steps.finalize(task, plans, outcomes, destination))
+    except ExportCanceled:
+        update(status=Status.CANCELED, task_end_time=datetime.now(UTC))
+        _write_final_info(task, destination)
     except Exception as exc:
         update(status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC))
-        try:
-            steps.write_export_info(task, destination)
-        except Exception:  # the failure may be the destination's own; the task record still says why
-            log.exception("could not write export_info of the failed export %s", task.export_task_identifier)
+        _write_final_info(task, destination)
     return task
+
+
+def _write_final_info(task: ExportTask, destination: Destination) -> None:
+    try:
+        steps.write_export_info(task, destination)
+    except Exception:  # the failure may be the destination's own; the task record still says why
+        log.exception("could not write export_info of export %s", task.export_task_identifier)
 
 
 def failure_cause(exc: BaseException) -> str:
@@ -153,6 +168,7 @@ def _export_partitions(
     destination: Destination,
     tracker: _Tracker,
     update: Callable[..., None],
+    should_stop: Callable[[], bool],
 ) -> None:
     """Export every partition on a pool of workers, largest first so the pool finishes together."""
     works = sorted(
@@ -168,7 +184,8 @@ def _export_partitions(
     on_rows = tracker.progress.rows if tracker.progress else None
     with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool:
         futures = {
-            pool.submit(steps.export_partition, w, dsns[w.table.database], destination, on_rows): w for w in works
+            pool.submit(_export_unless_stopped, w, dsns[w.table.database], destination, on_rows, should_stop): w
+            for w in works
         }
         pending = set(futures)
         while pending:
@@ -180,6 +197,18 @@ def _export_partitions(
                     raise _partition_error(futures[future], future.exception())
                 tracker.finished(futures[future], future.result())
             update(percent_progress=tracker.percent, total_extracted_data_in_gb=tracker.bytes_written // GB)
+
+
+def _export_unless_stopped(
+    work: PartitionWork,
+    dsn: str,
+    destination: Destination,
+    on_rows: Callable[[int], None] | None,
+    should_stop: Callable[[], bool],
+) -> PartitionResult:
+    if should_stop():
+        raise ExportCanceled("The export task was canceled.")
+    return steps.export_partition(work, dsn, destination, on_rows, should_stop)
 
 
 def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseException:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import boto3
 import pyarrow.parquet as pq
 
+from dbexport.errors import ExportCanceled
 from dbexport.validation import LOCAL_PREFIX, sanitize_path_element
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from dbexport.models import Compression
+    from dbexport.models import ExportSettings
 
 log = logging.getLogger(__name__)
 
@@ -128,59 +129,80 @@ class WrittenPartition:
     objects: list[str]
 
 
+class _RollingParquet:
+    """The Parquet files of one partition attempt: spooled locally, uploaded whole, rolled over by size."""
+
+    def __init__(self, destination: Destination, folder: str, schema: pa.Schema, settings: ExportSettings, spool: Path):
+        self.destination, self.folder, self.schema, self.settings = destination, folder, schema, settings
+        self.path = spool / "part.parquet"
+        self.attempt = uuid.uuid4()
+        self.writer: pq.ParquetWriter | None = None
+        self.objects: list[str] = []
+        self.bytes_written = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        # One row group per slice; a file rolls over between row groups.
+        for offset in range(0, batch.num_rows, self.settings.row_group_rows):
+            self._writer().write_batch(batch.slice(offset, self.settings.row_group_rows))
+            if self.path.stat().st_size >= self.settings.max_file_bytes:
+                self._finish_file()
+
+    def close(self, write_empty: bool) -> None:
+        if write_empty and not self.objects:
+            self._writer()
+        if self.writer is not None:
+            self._finish_file()
+
+    def _writer(self) -> pq.ParquetWriter:
+        if self.writer is None:
+            compression = self.settings.compression
+            self.writer = pq.ParquetWriter(
+                self.path, self.schema, compression=compression, compression_level=_LEVEL.get(compression)
+            )
+        return self.writer
+
+    def _finish_file(self) -> None:
+        assert self.writer is not None
+        self.writer.close()
+        self.writer = None
+        suffix = _SUFFIX[self.settings.compression]
+        key = f"{self.folder}/part-00000-{self.attempt}-c{len(self.objects):03d}{suffix}.parquet"
+        self.bytes_written += self.path.stat().st_size
+        self.destination.put_file(self.path, key)
+        self.objects.append(key)
+
+
 def write_partition(
     batches: Iterable[pa.RecordBatch],
     schema: pa.Schema,
     destination: Destination,
     folder: str,
-    compression: Compression,
-    max_file_bytes: int,
-    row_group_rows: int,
+    settings: ExportSettings,
     write_empty: bool,
     on_batch: Callable[[int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> WrittenPartition:
-    """Write one partition's folder: Parquet files rolled over at `max_file_bytes`, then `_SUCCESS`.
+    """Write one partition's folder: Parquet files rolled over at the size limit, then `_SUCCESS`.
 
-    A retry replaces the folder's objects, never adds a second copy. An empty partition writes
-    no file unless `write_empty` (so an empty table still has one file carrying its schema).
+    A retry replaces the folder's objects, never adds a second copy; a partition that fails or is
+    canceled midway leaves no objects behind. An empty partition writes no file unless
+    `write_empty` (so an empty table still has one file carrying its schema).
     """
     destination.delete_prefix(folder + "/")
-    attempt = uuid.uuid4()
-    objects: list[str] = []
-    rows = written = 0
-    with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
-        file_path = Path(spool) / "part.parquet"
-        writer: pq.ParquetWriter | None = None
-
-        def finish_file() -> None:
-            nonlocal writer, written
-            assert writer is not None
-            writer.close()
-            writer = None
-            key = f"{folder}/part-00000-{attempt}-c{len(objects):03d}{_SUFFIX[compression]}.parquet"
-            written += file_path.stat().st_size
-            destination.put_file(file_path, key)
-            objects.append(key)
-
-        def open_file() -> pq.ParquetWriter:
-            return pq.ParquetWriter(
-                file_path, schema, compression=compression, compression_level=_LEVEL.get(compression)
-            )
-
-        for batch in batches:
-            # One row group per slice; a file rolls over between row groups.
-            for offset in range(0, batch.num_rows, row_group_rows):
-                if writer is None:
-                    writer = open_file()
-                writer.write_batch(batch.slice(offset, row_group_rows))
-                if file_path.stat().st_size >= max_file_bytes:
-                    finish_file()
-            rows += batch.num_rows
-            if on_batch is not None:
-                on_batch(batch.num_rows)
-        if writer is None and not objects and write_empty:
-            writer = open_file()
-        if writer is not None:
-            finish_file()
+    rows = 0
+    try:
+        with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
+            files = _RollingParquet(destination, folder, schema, settings, Path(spool))
+            for batch in batches:
+                if should_stop is not None and should_stop():
+                    raise ExportCanceled("The export task was canceled.")
+                files.write(batch)
+                rows += batch.num_rows
+                if on_batch is not None:
+                    on_batch(batch.num_rows)
+            files.close(write_empty)
+    except BaseException:
+        destination.delete_prefix(folder + "/")
+        raise
     destination.put_bytes(b"", f"{folder}/{SUCCESS_MARKER}")
-    return WrittenPartition(rows, written, objects)
+    return WrittenPartition(rows, files.bytes_written, files.objects)

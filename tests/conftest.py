@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import psycopg
@@ -23,6 +24,14 @@ def pg_dsn() -> str:
     from dbexport.server import ensure_postgres
 
     return ensure_postgres(os.environ.get("DBEXPORT_TEST_PG_DSN", DEFAULT_PG))
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test keeps its task records, events and runner logs apart (the CLI reads DBEXPORT_STATE_DIR)."""
+    path = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("DBEXPORT_STATE_DIR", str(path))
+    return path
 
 
 @pytest.fixture

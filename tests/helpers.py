@@ -11,6 +11,7 @@ import pyarrow.dataset as ds
 
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest
+from dbexport.steps import validate_request
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -28,15 +29,15 @@ def export(
     url: str, out: Path, export_id: str = "test-export", settings: ExportSettings | None = None, **request: object
 ) -> ExportTask:
     """Export the test database to a local directory and return the finished task."""
-    return run_export(
+    task = validate_request(
         StartExportTaskRequest(
             export_task_identifier=export_id,
             source_arn=url,
             s3_bucket_name=out.as_uri(),
             **request,  # type: ignore[arg-type]
-        ),
-        settings or ExportSettings(),
+        )
     )
+    return run_export(task, url, settings or ExportSettings())
 
 
 def read_table(out: Path, export_id: str, database: str, schema: str, table: str) -> pa.Table:

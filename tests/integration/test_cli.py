@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -25,14 +26,31 @@ def start(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DBEXPORT, "start-export-task", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_start_prints_the_export_task_like_the_aws_cli(small, tmp_path):
+def describe(*args: str) -> dict:
+    result = subprocess.run([*DBEXPORT, "describe-export-tasks", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def wait_until_finished(identifier: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (task,) = describe("--export-task-identifier", identifier)["ExportTasks"]
+        if task["Status"] in ("COMPLETE", "FAILED", "CANCELED"):
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"{identifier} did not finish in {timeout} s")
+
+
+def test_start_returns_at_once_and_the_export_runs_in_the_background(small, tmp_path):
+    out = tmp_path / "out"
     result = start(
         "--export-task-identifier",
         "cli-1",
         "--source-arn",
         small,
         "--s3-bucket-name",
-        tmp_path.as_uri(),
+        out.as_uri(),
         "--s3-prefix",
         "p",
     )
@@ -40,9 +58,12 @@ def test_start_prints_the_export_task_like_the_aws_cli(small, tmp_path):
     task = json.loads(result.stdout)
     assert task["ExportTaskIdentifier"] == "cli-1"
     assert task["Status"] == "STARTING"
-    assert task["S3Bucket"] == tmp_path.as_uri()
+    assert task["S3Bucket"] == out.as_uri()
     assert task["SourceType"] == "CLUSTER"
-    assert (tmp_path / "p" / "cli-1" / database_of(small) / "public.t" / "1" / "_SUCCESS").exists()
+    finished = wait_until_finished("cli-1")
+    assert finished["Status"] == "COMPLETE", finished
+    assert finished["PercentProgress"] == 100
+    assert (out / "p" / "cli-1" / database_of(small) / "public.t" / "1" / "_SUCCESS").exists()
 
 
 def test_wait_prints_the_finished_task(small, tmp_path):

@@ -6,6 +6,7 @@ import psycopg
 
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest, Status
+from dbexport.steps import validate_request
 from tests.helpers import database_of, execute, read_table
 
 
@@ -39,9 +40,12 @@ def test_rows_written_during_the_export_never_appear(source, tmp_path):
             conn.execute("DELETE FROM ledger WHERE amount = 1 AND entry < '40000000-0000-0000-0000-000000000000'")
 
     task = run_export(
-        StartExportTaskRequest(
-            export_task_identifier="consistent", source_arn=source, s3_bucket_name=tmp_path.as_uri()
+        validate_request(
+            StartExportTaskRequest(
+                export_task_identifier="consistent", source_arn=source, s3_bucket_name=tmp_path.as_uri()
+            )
         ),
+        source,
         ExportSettings(partition_target_bytes=128 * 1024, workers=2),
         on_update=write_while_exporting,
     )

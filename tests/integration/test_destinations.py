@@ -12,6 +12,7 @@ import pytest
 
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
+from dbexport.steps import validate_request
 from dbexport.writer import S3Destination, write_partition
 from tests.helpers import database_of, execute, export, read_table
 
@@ -35,14 +36,16 @@ def orders(source: str) -> str:
 def test_s3_export_has_the_anchor_layout_and_sse_kms(orders, s3_endpoint, bucket):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     key_id = boto3.client("kms", endpoint_url=s3_endpoint).create_key()["KeyMetadata"]["KeyId"]
+    request = StartExportTaskRequest(
+        export_task_identifier="s3-export",
+        source_arn=orders,
+        s3_bucket_name=bucket,
+        s3_prefix="exports/nightly",
+        kms_key_id=key_id,
+    )
     task = run_export(
-        StartExportTaskRequest(
-            export_task_identifier="s3-export",
-            source_arn=orders,
-            s3_bucket_name=bucket,
-            s3_prefix="exports/nightly",
-            kms_key_id=key_id,
-        ),
+        validate_request(request),
+        orders,
         ExportSettings(partition_target_bytes=256 * 1024),
         endpoint_url=s3_endpoint,
     )
@@ -107,8 +110,8 @@ def test_a_retried_partition_replaces_its_objects(s3_endpoint, bucket):
     destination = S3Destination(bucket, client=boto3.client("s3", endpoint_url=s3_endpoint))
     schema = pa.schema([("id", pa.int64())])
     batch = pa.record_batch([pa.array([1, 2, 3])], schema=schema)
-    first = write_partition([batch], schema, destination, "x/db/s.t/1", "gzip", 10**9, 1000, write_empty=True)
-    second = write_partition([batch], schema, destination, "x/db/s.t/1", "gzip", 10**9, 1000, write_empty=True)
+    first = write_partition([batch], schema, destination, "x/db/s.t/1", ExportSettings(), write_empty=True)
+    second = write_partition([batch], schema, destination, "x/db/s.t/1", ExportSettings(), write_empty=True)
     keys = [o["Key"] for o in destination.client.list_objects_v2(Bucket=bucket, Prefix="x/")["Contents"]]
     assert sorted(keys) == sorted([*second.objects, "x/db/s.t/1/_SUCCESS"])
     assert first.objects != second.objects

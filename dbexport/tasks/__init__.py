@@ -1,0 +1,1 @@
+"""Export task records: the lifecycle rules (shared) and the stores that keep them."""
