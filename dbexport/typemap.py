@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from dbexport.models import Column, TypeMapping
 
-ProbeKind = Literal["nan", "infinite", "multidim"]
+ProbeKind = Literal["nan", "infinite", "timestamp_range", "midnight_24", "array_shape"]
 
 
 @dataclass(frozen=True)
@@ -113,10 +113,14 @@ def value_probe(col: SourceColumn, mapping: TypeMapping) -> ProbeKind | None:
         return None
     if col.base_type == "numeric" and _typed_decimal(col):
         return "nan"
-    if col.base_type in ("date", "timestamp", "timestamptz"):
+    if col.base_type == "date":
         return "infinite"
+    if col.base_type in ("timestamp", "timestamptz"):
+        return "timestamp_range"
+    if col.base_type == "time":
+        return "midnight_24"
     if col.element_type in _TYPED_LIST_ELEMENTS:
-        return "multidim"
+        return "array_shape"
     return None
 
 

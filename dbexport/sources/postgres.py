@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbexport.errors import DBClusterNotFoundFault, ExportFailed, SourceUnavailable
+from dbexport.errors import DBClusterNotFoundFault, SourceUnavailable
 from dbexport.typemap import SourceColumn, arrow_schema
 
 if TYPE_CHECKING:
@@ -321,10 +321,16 @@ def key_quantiles(
     return [int(v) for v in (row[0] if row and row[0] else []) if v is not None]
 
 
+# What each probe looks for: values that typed forms can't hold, so the column stays text.
 _PROBES: dict[ProbeKind, str] = {
     "nan": "{col} = 'NaN'::numeric",
     "infinite": "NOT isfinite({col})",
-    "multidim": "array_ndims({col}) > 1",
+    # Infinity, or past 294247-01-10, where int64 microseconds since 1970 end.
+    "timestamp_range": "NOT isfinite({col}) OR {col} > '294247-01-10 04:00:54.775807+00'",
+    # PostgreSQL's time reaches 24:00:00; Arrow's and Parquet's TIME stop before it.
+    "midnight_24": "{col} = '24:00:00'::time",
+    # A list has one dimension and starts at 1.
+    "array_shape": "array_ndims({col}) > 1 OR array_lower({col}, 1) <> 1",
 }
 
 
@@ -451,10 +457,7 @@ def read_partition(dsn: str, snapshot_id: str, table: TablePlan, partition: Part
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """The driver's batch in the export schema: text to decimal, driver metadata dropped."""
-    arrays = []
-    for column, field in zip(batch.columns, schema, strict=True):
-        _check_range(column, field.name)
-        arrays.append(_cast(column, field.type))
+    arrays = [_cast(column, field.type) for column, field in zip(batch.columns, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -464,28 +467,3 @@ def _cast(array: pa.Array, target: pa.DataType) -> pa.Array:
     if isinstance(array.type, pa.ExtensionType) and array.type.storage_type == target:
         return array.storage
     return pc.cast(array, target)
-
-
-# PostgreSQL's earliest timestamp, 4714-11-24 00:00:00 BC, in microseconds since 1970. The driver wraps a
-# timestamp after 294247-01-10 (past int64 microseconds) around to far below it, without an error.
-_MIN_TIMESTAMP_US = -210_866_803_200_000_000
-# PostgreSQL's time goes up to 24:00:00 inclusive; Arrow's and Parquet's TIME stop before it.
-_DAY_US = 86_400_000_000
-
-
-def _check_range(array: pa.Array, column: str) -> None:
-    """Refuse values the driver read into a typed form that cannot hold them, rather than write them wrong."""
-    if pa.types.is_timestamp(array.type):
-        lowest = pc.min(array.view(pa.int64())).as_py()
-        if lowest is not None and lowest < _MIN_TIMESTAMP_US:
-            raise ExportFailed(
-                f"The column {column} holds a timestamp after 294247-01-10, which the typed mapping's "
-                "TIMESTAMP(us) can't hold. Export the table with the aurora type mapping."
-            )
-    elif pa.types.is_time64(array.type):
-        highest = pc.max(array.view(pa.int64())).as_py()
-        if highest is not None and highest >= _DAY_US:
-            raise ExportFailed(
-                f"The column {column} holds the time 24:00:00, which the typed mapping's TIME(us) can't hold. "
-                "Export the table with the aurora type mapping."
-            )

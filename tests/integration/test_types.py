@@ -378,19 +378,25 @@ def test_typed_time_becomes_time64_us(source, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("column_type", "value"),
+    ("column_type", "value", "text"),
     [
-        pytest.param("time", "24:00", id="time-2400"),
-        pytest.param("timestamp", "294276-12-31 23:59:59", id="timestamp-past-int64-micros"),
-        pytest.param("timestamptz", "294276-12-31 23:59:59+00", id="timestamptz-past-int64-micros"),
+        pytest.param("time", "24:00", "24:00:00", id="time-2400"),
+        pytest.param("timestamp", "294276-12-31 23:59:59", "294276-12-31 23:59:59", id="timestamp-past-int64-micros"),
+        pytest.param(
+            "timestamptz", "294276-12-31 23:59:59+00", "294276-12-31 23:59:59+00", id="timestamptz-past-int64-micros"
+        ),
     ],
 )
-def test_typed_time_value_arrow_cannot_hold_fails_rather_than_wraps(source, tmp_path, column_type, value):
-    execute(source, f"CREATE TABLE t (v {column_type}); INSERT INTO t VALUES ('{value}')")
-    task = export(source, tmp_path, EXPORT_ID, settings=ExportSettings(type_mapping="typed"))
-    assert task.status == Status.FAILED
-    assert task.failure_cause is not None and "column v" in task.failure_cause
-    assert "aurora type mapping" in task.failure_cause
+def test_typed_time_value_arrow_cannot_hold_stays_text(source, tmp_path, column_type, value, text):
+    column = export_values(source, tmp_path, column_type, value, mapping="typed")
+    assert column.type == pa.string()
+    assert column.to_pylist() == [text, None]
+
+
+def test_typed_array_not_starting_at_one_stays_text(source, tmp_path):
+    column = export_values(source, tmp_path, "int[]", "[0:2]={1,2,3}", "{4}", mapping="typed")
+    assert column.type == pa.string()
+    assert column.to_pylist() == ["[0:2]={1,2,3}", "{4}", None]
 
 
 # --- typed: uuid, json, arrays -------------------------------------------------------------------------------

@@ -168,9 +168,9 @@ def test_typed_numeric_holding_nan_is_string():
     ("base_type", "arrow", "probe"),
     [
         ("date", pa.date32(), "infinite"),
-        ("timestamp", pa.timestamp("us"), "infinite"),
-        ("timestamptz", pa.timestamp("us", tz="UTC"), "infinite"),
-        ("time", pa.time64("us"), None),
+        ("timestamp", pa.timestamp("us"), "timestamp_range"),
+        ("timestamptz", pa.timestamp("us", tz="UTC"), "timestamp_range"),
+        ("time", pa.time64("us"), "midnight_24"),
         ("uuid", pa.uuid(), None),
         ("json", pa.json_(), None),
         ("jsonb", pa.json_(), None),
@@ -213,7 +213,7 @@ def test_typed_one_dimensional_array_becomes_list(element, value_type):
     column = mapped(array_of(element), "typed")
     assert column.read_as == "native"
     assert arrow_type(column) == pa.list_(value_type)
-    assert value_probe(array_of(element), "typed") == "multidim"
+    assert value_probe(array_of(element), "typed") == "array_shape"
 
 
 def test_typed_multidimensional_array_is_string():
