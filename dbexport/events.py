@@ -23,8 +23,13 @@ _RDS_EVENTS = {
 }
 
 
-def task_event(task: ExportTask, rows: int, bytes_written: int, now: datetime | None = None) -> dict[str, Any]:
-    """The EventBridge-shaped event of a task that reached COMPLETE, FAILED or CANCELED."""
+def task_event(
+    task: ExportTask, rows: int | None, bytes_written: int | None, now: datetime | None = None
+) -> dict[str, Any]:
+    """The EventBridge-shaped event of a task that reached COMPLETE, FAILED or CANCELED.
+
+    `rows` and `bytes_written` are None when they are not known (a runner that died).
+    """
     event_id, message = _RDS_EVENTS[task.status]
     date = (now or datetime.now(UTC)).isoformat()
     return {

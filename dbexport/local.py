@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,7 +14,7 @@ import psycopg
 
 from dbexport import steps
 from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
-from dbexport.metadata import GB, TableOutcome
+from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import postgres
 from dbexport.validation import parse_export_only
@@ -23,7 +23,7 @@ from dbexport.writer import open_destination
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dbexport.models import ExportPlan, ExportTask, PartitionResult, TablePlan
+    from dbexport.models import ExportPlan, ExportTask, PartitionResult
     from dbexport.writer import Destination
 
 log = logging.getLogger(__name__)
@@ -105,17 +105,7 @@ def run_export(
 
     try:
         with ExitStack() as stack:
-            databases = postgres.list_databases(source_url)
-            missing = sorted(selection.database_names() - set(databases))
-            if missing:
-                raise ExportFailed(
-                    f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
-                )
-            snapshots = {
-                db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(source_url, db)))
-                for db in databases
-                if selection.wants_database(db)
-            }
+            snapshots = steps.open_snapshots(source_url, selection, stack)
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             steps.write_export_info(task, destination)
             checkpoint()
@@ -125,7 +115,7 @@ def run_export(
             tracker = _Tracker(plans, progress)
             _export_partitions(source_url, task, plans, settings, destination, tracker, update, stop)
             outcomes = [
-                _verify(plan, table, tracker.results.get(table.target, []), snapshots[plan.database].conn)
+                steps.verify_table(plan, table, tracker.results.get(table.target, []), snapshots[plan.database].conn)
                 for plan in plans
                 for table in plan.tables
             ]
@@ -188,15 +178,22 @@ def _export_partitions(
             for w in works
         }
         pending = set(futures)
+        failure: BaseException | None = None
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                if future.exception() is not None:
+                if future.cancelled():
+                    continue
+                if (error := future.exception()) is None:
+                    tracker.finished(futures[future], future.result())
+                elif failure is None:
+                    # Stop handing out partitions; those already running finish and count.
+                    failure = _partition_error(futures[future], error)
                     for other in pending:
                         other.cancel()
-                    raise _partition_error(futures[future], future.exception())
-                tracker.finished(futures[future], future.result())
             update(percent_progress=tracker.percent, total_extracted_data_in_gb=tracker.bytes_written // GB)
+        if failure is not None:
+            raise failure
 
 
 def _export_unless_stopped(
@@ -220,23 +217,3 @@ def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseExce
             f"Exporting {work.table.target} (partition {work.partition.index}) failed: {_first_line(exc)}"
         )
     return exc
-
-
-def _verify(
-    plan: ExportPlan, table: TablePlan, results: list[PartitionResult], conn: psycopg.Connection[object]
-) -> TableOutcome:
-    """Compare the rows written with the rows the snapshot holds."""
-    rows = sum(r.rows for r in results)
-    source_rows = postgres.count_rows(conn, table)
-    if rows != source_rows:
-        log.error("%s: exported %d rows, the source has %d", table.target, rows, source_rows)
-    return TableOutcome(
-        plan=table,
-        status="COMPLETE" if rows == source_rows and len(results) == len(table.partitions) else "FAILED",
-        rows=rows,
-        bytes_written=sum(r.bytes_written for r in results),
-        completed_partitions=len(results),
-        source_rows=source_rows,
-        started=plan.snapshot_time,
-        ended=datetime.now(UTC),
-    )

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+# dbexport.local (pyarrow, the drivers, boto3) is imported where an export runs: describe and cancel stay quick.
 from dbexport.events import task_event
-from dbexport.local import run_export
 from dbexport.models import Status
-from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, RUNNER_FIELDS
+from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, RUNNER_FIELDS
 from dbexport.tasks.sqlite import SqliteTaskStore
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # The detached runner gets the source URL, credentials included, from its environment, never its command line.
 SOURCE_URL_ENV = "DBEXPORT_SOURCE_URL"
-HEARTBEAT_SECONDS = 2.0
+# How often a runner says it lives and looks for a cancel: a cancel is noticed within this time.
+HEARTBEAT_SECONDS = 0.5
 
 
 def default_state_dir() -> Path:
@@ -54,6 +56,27 @@ class StateDir:
 
     def log(self, identifier: str) -> Path:
         return self.path / "logs" / f"{identifier}.log"
+
+    def append_event(self, event: dict[str, Any]) -> None:
+        """One line per event, in one write: runners and commands may append at the same time."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = (json.dumps(event) + "\n").encode()
+        fd = os.open(self.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = 0
+            while written < len(line):
+                written += os.write(fd, line[written:])
+        finally:
+            os.close(fd)
+
+
+def end_dead_runners(state: StateDir, store: SqliteTaskStore) -> list[ExportTask]:
+    """End the tasks whose runner died (FAILED, or CANCELED when a cancel was asked for), with their events."""
+    ended = store.fail_dead_runners()
+    for task in ended:
+        # What the dead runner moved is not known: the event says so with nulls.
+        state.append_event(task_event(task, None, None))
+    return ended
 
 
 class _Tally:
@@ -86,20 +109,48 @@ def run_task(
     endpoint_url: str | None = None,
     display: Progress | None = None,
 ) -> ExportTask:
-    """Run the registered task to its end and append its event; returns the task as the store has it."""
-    store.claim(identifier, os.getpid())
+    """Run the registered task to its end and append its event; returns the task as the store has it.
+
+    A task is run once: when it is finished already or another runner has claimed it, this returns it as it is.
+    """
+    status = store.claim(identifier, os.getpid())
+    if status is None:
+        log.warning("export task %s is finished or run by another process; not running it", identifier)
+        return store.get(identifier)
+    tally = _Tally(display)
+    if status == Status.CANCELING:
+        # Canceled before any runner took it: nothing to export.
+        store.update(identifier, status=Status.CANCELED, task_end_time=datetime.now(UTC))
+    else:
+        _run(store, identifier, source_url, endpoint_url, tally)
+    task = store.get(identifier)
+    if task.status not in FINISHED:  # the export returned without ending the task: never leave it running
+        from dbexport.local import UNKNOWN_ERROR
+
+        task = store.update(
+            identifier, status=Status.FAILED, failure_cause=UNKNOWN_ERROR, task_end_time=datetime.now(UTC)
+        )
+    state.append_event(task_event(task, tally.rows_exported, tally.bytes_written))
+    return task
+
+
+def _run(store: SqliteTaskStore, identifier: str, source_url: str, endpoint_url: str | None, tally: _Tally) -> None:
+    from dbexport.local import failure_cause, run_export  # the export's dependencies load only where it runs
+
     canceled = threading.Event()
     finished = threading.Event()
 
     def heartbeat() -> None:
         # Tells other commands this runner lives, and learns of a cancel between two heartbeats.
         while not finished.wait(HEARTBEAT_SECONDS):
-            if store.heartbeat(identifier) == Status.CANCELING:
-                canceled.set()
+            try:
+                if store.heartbeat(identifier) == Status.CANCELING:
+                    canceled.set()
+            except Exception:  # a busy store must not silence the heartbeats for good
+                log.exception("heartbeat of export task %s failed", identifier)
 
     beating = threading.Thread(target=heartbeat, name="dbexport-heartbeat", daemon=True)
     beating.start()
-    tally = _Tally(display)
     try:
         run_export(
             store.get(identifier),
@@ -110,14 +161,15 @@ def run_task(
             on_update=lambda t: _record(store, t),
             should_stop=canceled.is_set,
         )
+    except Exception as exc:
+        # run_export ends the task itself for failures of the export; this is for those before it starts
+        # (the destination's client, the settings): the task must not stay STARTING.
+        store.update(
+            identifier, status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC)
+        )
     finally:
         finished.set()
         beating.join()
-    task = store.get(identifier)
-    state.events.parent.mkdir(parents=True, exist_ok=True)
-    with state.events.open("a", encoding="utf-8") as events:
-        events.write(json.dumps(task_event(task, tally.rows_exported, tally.bytes_written)) + "\n")
-    return task
 
 
 def _record(store: SqliteTaskStore, task: ExportTask) -> None:

@@ -54,17 +54,21 @@ class LocalDestination:
         return path
 
     def put_file(self, path: Path, key: str) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(path, target)
+        # Move next to the target (a copy when the spool is on another filesystem), then rename:
+        # a reader never sees half an object.
+        partial = self._partial(key)
+        shutil.move(path, partial)
+        partial.replace(self._path(key))
 
     def put_bytes(self, data: bytes, key: str) -> None:
+        partial = self._partial(key)
+        partial.write_bytes(data)
+        partial.replace(self._path(key))
+
+    def _partial(self, key: str) -> Path:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a reader never sees half an object.
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_bytes(data)
-        partial.replace(target)
+        return target.with_name(f".{target.name}.partial")
 
     def delete_prefix(self, prefix: str) -> None:
         folder = self._path(prefix)

@@ -144,13 +144,16 @@ def make_query(
     op = "DescribeExportTasks"
     checked = []
     for item in filters or []:
+        if not isinstance(item, dict):
+            raise InvalidParameterValue(f"A filter is an object with Name and Values, not {item!r}.", op)
         name, values = item.get("Name"), item.get("Values")
         if name not in FILTER_NAMES:
             raise InvalidParameterValue(
                 f"Unrecognized filter name: {name}. Valid filters: {', '.join(FILTER_NAMES)}.", op
             )
-        if not values or not all(isinstance(v, str) for v in values):
-            raise InvalidParameterValue(f"The filter {name} needs at least one value.", op)
+        # A string is not a list of values: "complete" would otherwise match the statuses c, o, m, ...
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise InvalidParameterValue(f"The filter {name} needs at least one value, as a list of strings.", op)
         checked.append((name, frozenset(values)))
     if source_type not in (None, "SNAPSHOT", "CLUSTER"):
         raise InvalidParameterValue(f"SourceType must be SNAPSHOT or CLUSTER, not {source_type}.", op)

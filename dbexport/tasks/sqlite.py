@@ -8,6 +8,7 @@ import sqlite3
 import time
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dbexport.errors import ExportTaskAlreadyExists
@@ -16,7 +17,6 @@ from dbexport.tasks import lifecycle
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS export_tasks (
@@ -118,13 +118,20 @@ class SqliteTaskStore:
         marker = lifecycle.encode_marker(page[-1][0]) if len(matching) > len(page) else None
         return [task for _, task in page], marker
 
-    def claim(self, identifier: str, pid: int) -> None:
-        """Record which process runs the task, so that its death can be noticed."""
+    def claim(self, identifier: str, pid: int) -> Status | None:
+        """Record which process runs the task, so that its death can be noticed.
+
+        Returns the task's status, or None when the task is finished or another runner has it:
+        a task is run once, by one runner.
+        """
         with self._transaction() as db:
-            db.execute(
-                "UPDATE export_tasks SET runner_pid = ?, heartbeat = ? WHERE identifier = ?",
-                [pid, time.time(), identifier],
-            )
+            task = self._get(db, identifier, "RunExportTask")
+            claimed = db.execute(
+                "UPDATE export_tasks SET runner_pid = ?, heartbeat = ? "
+                f"WHERE identifier = ? AND runner_pid IS NULL AND status IN ({', '.join('?' * len(_UNFINISHED))})",
+                [pid, time.time(), identifier, *_UNFINISHED],
+            ).rowcount
+        return task.status if claimed else None
 
     def heartbeat(self, identifier: str) -> Status:
         """The runner is alive; returns the task's status, so the runner learns of a cancel."""
@@ -143,10 +150,16 @@ class SqliteTaskStore:
                 task = ExportTask.model_validate_json(record)
                 if _runner_alive(task, pid, heartbeat):
                     continue
-                cause = (
-                    f"The process running the export (pid {pid}) stopped before the export ended. "
-                    "Data written so far is kept; start a new export task to export again."
-                )
+                if pid is None:
+                    cause = (
+                        f"The process that runs the export never started within {_CLAIM_GRACE_SECONDS:.0f} seconds. "
+                        "Check the runner's log in the state directory's logs folder, then start a new export task."
+                    )
+                else:
+                    cause = (
+                        f"The process running the export (pid {pid}) stopped before the export ended. "
+                        "Data written so far is kept; start a new export task to export again."
+                    )
                 end = Status.CANCELED if task.status == Status.CANCELING else Status.FAILED
                 task = lifecycle.advance(
                     task, {"status": end, "failure_cause": cause, "task_end_time": datetime.now(UTC)}
@@ -197,4 +210,14 @@ def _process_exists(pid: int) -> bool:
         return False
     except PermissionError:  # alive, but another user's
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that exited but that nobody reaped (a container's init often reaps nothing) is dead."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS), or the process just went
+        return False
+    # `pid (comm) state ...`: comm may hold spaces and parentheses, the state follows the last `)`.
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
