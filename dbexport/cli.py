@@ -18,16 +18,18 @@ from tqdm import tqdm
 
 from dbexport.errors import InvalidParameterValue, RdsError
 from dbexport.models import MIB, ExportSettings, StartExportTaskRequest, Status
-from dbexport.runner import SOURCE_URL_ENV, StateDir, default_state_dir, run_task, spawn_runner
-from dbexport.steps import validate_request
-from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, decode_marker, make_query
+from dbexport.runner import SOURCE_URL_ENV, StateDir, default_state_dir, end_dead_runners, run_task, spawn_runner
+from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, decode_marker, make_query
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dbexport.models import ExportTask
+    from dbexport.tasks import TaskStore
     from dbexport.tasks.sqlite import SqliteTaskStore
 
+# How often `start-export-task --wait` asks a deployed stack how its task is doing.
+AWS_POLL_SECONDS = 10.0
 # The AWS CLI's exit code for an error returned by the service.
 SERVICE_ERROR_EXIT = 254
 
@@ -91,12 +93,25 @@ def _state(args: argparse.Namespace) -> tuple[StateDir, SqliteTaskStore]:
     """The state directory and its task store, with tasks of dead runners ended first."""
     state = StateDir(Path(args.state_dir))
     store = state.store(args.max_unfinished_tasks)
-    store.fail_dead_runners()
+    end_dead_runners(state, store)
     return state, store
+
+
+def _store(args: argparse.Namespace) -> TaskStore:
+    """The deployed stack's task table with --stack-name, else the local state directory's."""
+    if args.stack_name:
+        from dbexport.remote import DeployedStack
+
+        return DeployedStack.named(args.stack_name).store()
+    return _state(args)[1]
 
 
 def _start(args: argparse.Namespace, request: StartExportTaskRequest, wait: bool) -> ExportTask:
     """Register the task, then run it here (wait) or in a detached runner (return at once)."""
+    if args.stack_name:
+        return _start_in_aws(args, request, wait)
+    from dbexport.steps import validate_request  # the export's dependencies: not loaded by describe or cancel
+
     state, store = _state(args)
     task = store.create(validate_request(request), _settings(args))
     if not wait:
@@ -108,6 +123,20 @@ def _start(args: argparse.Namespace, request: StartExportTaskRequest, wait: bool
     finally:
         if bar:
             bar.close()
+
+
+def _start_in_aws(args: argparse.Namespace, request: StartExportTaskRequest, wait: bool) -> ExportTask:
+    """Start the stack's state machine; with --wait, follow the task until it ends."""
+    from dbexport.remote import DeployedStack, start
+
+    stack = DeployedStack.named(args.stack_name)
+    task = start(stack, request, _settings(args))
+    store = stack.store()
+    while wait and task.status not in FINISHED:
+        time.sleep(AWS_POLL_SECONDS)
+        task = store.get(task.export_task_identifier)
+        print(f"{task.status.value} {task.percent_progress}%", file=sys.stderr)
+    return task
 
 
 def start_export_task(args: argparse.Namespace) -> int:
@@ -129,12 +158,19 @@ def start_export_task(args: argparse.Namespace) -> int:
 
 
 def describe_export_tasks(args: argparse.Namespace) -> int:
-    _, store = _state(args)
+    from dbexport.sources.postgres import redact
+
+    store = _store(args)
+    # Tasks keep their source without its password: the URL a task was started with finds it all the same.
+    filters = [f for text in args.filters for f in parse_filters(text)]
+    for item in filters:
+        if isinstance(item, dict) and item.get("Name") == "source-arn" and isinstance(item.get("Values"), list):
+            item["Values"] = [redact(v) if isinstance(v, str) else v for v in item["Values"]]
     query = make_query(
         identifier=args.export_task_identifier,
-        source_arn=args.source_arn,
+        source_arn=redact(args.source_arn) if args.source_arn else None,
         source_type=args.source_type,
-        filters=[f for text in args.filters for f in parse_filters(text)],
+        filters=filters,
         max_records=args.max_records,
         marker=args.marker,
     )
@@ -151,7 +187,7 @@ def describe_export_tasks(args: argparse.Namespace) -> int:
 
 
 def cancel_export_task(args: argparse.Namespace) -> int:
-    _, store = _state(args)
+    store = _store(args)
     print_json(store.cancel(args.export_task_identifier).to_rds())
     return 0
 
@@ -166,7 +202,12 @@ def run_task_command(args: argparse.Namespace) -> int:
 def parse_filters(text: str) -> list[dict[str, Any]]:
     """`--filters` in the AWS CLI's forms: JSON, or shorthand `Name=status,Values=complete,failed`."""
     if text.lstrip().startswith(("[", "{")):
-        value = json.loads(text)
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterValue(
+                f"Cannot parse the filter {text!r} as JSON: {exc}.", "DescribeExportTasks"
+            ) from exc
         return value if isinstance(value, list) else [value]
     name, _, values = text.partition(",Values=")
     if not name.startswith("Name=") or not values:
@@ -227,6 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="task records, events and runner logs (default: $DBEXPORT_STATE_DIR or ~/.local/state/dbexport)",
     )
     parser.add_argument(
+        "--stack-name",
+        default=os.environ.get("DBEXPORT_STACK_NAME"),
+        help="run in AWS, through this deployed dbexport stack (default: $DBEXPORT_STACK_NAME)",
+    )
+    parser.add_argument(
         "--max-unfinished-tasks",
         type=int,
         default=DEFAULT_MAX_UNFINISHED,
@@ -236,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     start = commands.add_parser("start-export-task", help="export a cluster to S3 or a local directory")
     start.add_argument("--export-task-identifier", required=True)
-    start.add_argument("--source-arn", required=True, help="postgresql://user@host:5432/[database]")
+    start.add_argument(
+        "--source-arn", required=True, help="postgresql://user@host:5432/[database], or with --stack-name a cluster ARN"
+    )
     start.add_argument("--s3-bucket-name", required=True, help="a bucket, or file:///path for a local directory")
     start.add_argument("--iam-role-arn")
     start.add_argument("--kms-key-id")

@@ -16,6 +16,7 @@ MIB = 1024**2
 AwsTime = Annotated[datetime, PlainSerializer(lambda t: t.isoformat(), return_type=str, when_used="json")]
 
 TypeMapping = Literal["aurora", "typed"]
+Runtime = Literal["local", "aws"]
 Compression = Literal["gzip", "zstd", "snappy", "none"]
 
 
@@ -160,7 +161,7 @@ class PartitionWork(_Frozen):
     settings: ExportSettings
     table: TablePlan
     partition: Partition
-    snapshot_id: str
+    snapshot_id: str | None  # None where the source is a clone nobody writes to
 
 
 class PartitionResult(_Frozen):

@@ -25,6 +25,7 @@ from dbexport.validation import (
     parse_export_only,
     sanitize_path_element,
     validate_bucket_name,
+    validate_cluster_arn,
     validate_identifier,
     validate_s3_prefix,
 )
@@ -32,8 +33,11 @@ from dbexport.writer import join_key, write_partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from contextlib import ExitStack
 
-    from dbexport.models import ExportSettings, PartitionWork, StartExportTaskRequest
+    import psycopg
+
+    from dbexport.models import ExportSettings, PartitionWork, Runtime, StartExportTaskRequest
     from dbexport.sources.postgres import CatalogTable, Snapshot
     from dbexport.typemap import ProbeKind
     from dbexport.validation import Selection
@@ -50,14 +54,25 @@ _PATH_CONFLICT = "TABLE_PATH_CONFLICT"
 _MAX_INLINE_ROW_BYTES = 8192
 
 
-def validate_request(request: StartExportTaskRequest, now: datetime | None = None) -> ExportTask:
-    """Check the request's shapes and names; return the new task, STARTING."""
+def validate_request(
+    request: StartExportTaskRequest, now: datetime | None = None, *, runtime: Runtime = "local"
+) -> ExportTask:
+    """Check the request's shapes and names; return the new task, STARTING.
+
+    The local runtime exports a PostgreSQL URL; the AWS runtime an Aurora cluster ARN, and like the
+    anchor it needs the IAM role and KMS key that write to the bucket.
+    """
     validate_identifier(request.export_task_identifier)
     validate_s3_prefix(request.s3_prefix)
-    if not request.s3_bucket_name.startswith(LOCAL_PREFIX):
+    if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
         validate_bucket_name(request.s3_bucket_name)
     parse_export_only(request.export_only)
-    if not postgres.is_postgres_url(request.source_arn):
+    if runtime == "aws":
+        validate_cluster_arn(request.source_arn)
+        for name, value in (("IamRoleArn", request.iam_role_arn), ("KmsKeyId", request.kms_key_id)):
+            if not value:
+                raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
+    elif not postgres.is_postgres_url(request.source_arn):
         raise InvalidParameterValue(
             f"The source {postgres.redact(request.source_arn)!r} is not supported: give a PostgreSQL URL "
             "such as postgresql://user@host:5432/ (Aurora cluster ARNs are for the AWS runtime)."
@@ -84,6 +99,21 @@ def _skip_reason(relation: CatalogTable) -> str | None:
     if not relation.readable:
         return "PERMISSIONS_DO_NOT_EXIST"
     return None
+
+
+def open_snapshots(source_url: str, selection: Selection, stack: ExitStack) -> dict[str, Snapshot]:
+    """A snapshot of each database the selection wants, held open until `stack` closes."""
+    databases = postgres.list_databases(source_url)
+    missing = sorted(selection.database_names() - set(databases))
+    if missing:
+        raise ExportFailed(
+            f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
+        )
+    return {
+        db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(source_url, db)))
+        for db in databases
+        if selection.wants_database(db)
+    }
 
 
 def plan_database(snapshot: Snapshot, database: str, selection: Selection, settings: ExportSettings) -> ExportPlan:
@@ -282,6 +312,26 @@ def export_partition(
         rows=written.rows,
         bytes_written=written.bytes_written,
         objects=written.objects,
+    )
+
+
+def verify_table(
+    plan: ExportPlan, table: TablePlan, results: list[PartitionResult], conn: psycopg.Connection[Any]
+) -> metadata.TableOutcome:
+    """Compare the rows written with the rows the source holds (in the snapshot `conn` reads)."""
+    rows = sum(r.rows for r in results)
+    source_rows = postgres.count_rows(conn, table)
+    if rows != source_rows:
+        log.error("%s: exported %d rows, the source has %d", table.target, rows, source_rows)
+    return metadata.TableOutcome(
+        plan=table,
+        status="COMPLETE" if rows == source_rows and len(results) == len(table.partitions) else "FAILED",
+        rows=rows,
+        bytes_written=sum(r.bytes_written for r in results),
+        completed_partitions=len(results),
+        source_rows=source_rows,
+        started=plan.snapshot_time,
+        ended=datetime.now(UTC),
     )
 
 

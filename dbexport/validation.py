@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from dbexport.errors import InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
+from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
 
 # A destination of this form is a local directory instead of an S3 bucket.
 LOCAL_PREFIX = "file://"
@@ -50,6 +50,17 @@ def validate_bucket_name(bucket: str) -> None:
         raise InvalidS3BucketFault(
             f"The S3 bucket {bucket} is invalid. Either it isn't located in the current AWS Region or it "
             "doesn't exist. Review your S3 bucket name and retry the export."
+        )
+
+
+_CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z][A-Za-z0-9-]{0,62}")
+
+
+def validate_cluster_arn(arn: str) -> None:
+    """The AWS runtime exports an Aurora DB cluster, named by its ARN."""
+    if not _CLUSTER_ARN.fullmatch(arn):
+        raise DBClusterNotFoundFault(
+            f"The source {arn!r} is not a DB cluster ARN (arn:aws:rds:<region>:<account>:cluster:<name>)."
         )
 
 

@@ -436,9 +436,15 @@ def partition_query(table: TablePlan, partition: Partition) -> str:
 _SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+-[0-9]+")
 
 
-def read_partition(dsn: str, snapshot_id: str, table: TablePlan, partition: Partition) -> Iterator[pa.RecordBatch]:
-    """Stream one partition as Arrow batches in the table's export schema, inside the shared snapshot."""
-    if not _SNAPSHOT_ID.fullmatch(snapshot_id):
+def read_partition(
+    dsn: str, snapshot_id: str | None, table: TablePlan, partition: Partition
+) -> Iterator[pa.RecordBatch]:
+    """Stream one partition as Arrow batches in the table's export schema.
+
+    With a snapshot id the read joins that exported snapshot (the local runtime); without one it reads
+    a source nobody writes to (the AWS runtime's clone).
+    """
+    if snapshot_id is not None and not _SNAPSHOT_ID.fullmatch(snapshot_id):
         raise ValueError(f"not a snapshot id: {snapshot_id!r}")
     schema = arrow_schema(table.columns)
     try:
@@ -447,7 +453,8 @@ def read_partition(dsn: str, snapshot_id: str, table: TablePlan, partition: Part
         raise SourceUnavailable(f"Cannot connect to the source database {table.database}: {_first_line(exc)}") from exc
     with conn, conn.cursor() as cur:
         cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string(None))
+        if snapshot_id is not None:
+            cur.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)).as_string(None))
         _apply_session_settings(cur.execute)
         cur.execute(partition_query(table, partition))
         for batch in cur.fetch_record_batch():

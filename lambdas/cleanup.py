@@ -1,0 +1,21 @@
+"""Cleanup: delete the clone on every path (success, failure, cancel)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+
+from dbexport import cloud
+from lambdas import logger, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(correlation_id_path="export_task_identifier")
+@tracer.capture_lambda_handler
+@event_parser(model=cloud.TaskEvent)
+def handler(event: cloud.TaskEvent, context: LambdaContext) -> dict[str, Any]:
+    cloud.cleanup(event.export_task_identifier, cloud.CloudConfig.from_env())
+    return {}

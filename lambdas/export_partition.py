@@ -1,0 +1,30 @@
+"""ExportPartition: one partition of the manifest to Parquet in the user's bucket."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+
+from dbexport import cloud
+from lambdas import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(correlation_id_path="export_task_identifier")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=cloud.PartitionEvent)
+def handler(event: cloud.PartitionEvent, context: LambdaContext) -> dict[str, Any]:
+    started = time.monotonic()
+    result = cloud.export_partition(
+        event.export_task_identifier, event.source.model_dump(), event.partition, cloud.CloudConfig.from_env()
+    )
+    metrics.add_metric(name="ExportedRows", unit=MetricUnit.Count, value=result["rows"])
+    metrics.add_metric(name="ExportedBytes", unit=MetricUnit.Bytes, value=result.get("bytes_written", 0))
+    metrics.add_metric(name="PartitionSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started)
+    return result

@@ -1,0 +1,20 @@
+"""ValidateRequest: check the request and register the task; refusals fail the execution with RDS's code."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+
+from dbexport import cloud
+from lambdas import logger, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+@logger.inject_lambda_context(correlation_id_path="request.ExportTaskIdentifier")
+@tracer.capture_lambda_handler
+@event_parser(model=cloud.ValidateEvent)
+def handler(event: cloud.ValidateEvent, context: LambdaContext) -> dict[str, Any]:
+    return cloud.validate(event.request, cloud.CloudConfig.from_env())

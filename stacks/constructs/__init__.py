@@ -1,0 +1,1 @@
+"""Constructs the export stack is built from."""
