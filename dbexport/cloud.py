@@ -11,15 +11,24 @@ import logging
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import boto3
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from dbexport import steps
-from dbexport.errors import DbExportError, ExportCanceled
+from dbexport import preflight, steps
+from dbexport.errors import (
+    AccessCheckFailed,
+    DBClusterNotFoundFault,
+    DbExportError,
+    ExportCanceled,
+    ExportFailed,
+    InvalidExportSourceState,
+    SourceBusy,
+)
 from dbexport.events import task_event
 from dbexport.local import UNKNOWN_ERROR
 from dbexport.models import (
@@ -85,12 +94,19 @@ class CloudConfig:
 
 
 class Source(BaseModel):
-    """Where the workers read: the clone's endpoint, or None for the secret's own host (direct mode)."""
+    """Where the workers read: the clone's endpoint and port, or None for the secret's own host (direct mode).
+
+    `secret_arn` is the cluster's managed master user secret, used when the stack names no source secret;
+    `canceled` says the task was canceled before the export began (the state machine goes to Finalize).
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     ready: bool = True
     endpoint: str | None = None
+    port: int | None = None
+    secret_arn: str | None = None
+    canceled: bool = False
 
 
 class PartitionItem(BaseModel):
@@ -151,6 +167,9 @@ def validate(request: dict[str, Any], config: CloudConfig, now: datetime | None 
     if prefix := fields.pop("ExportTaskIdentifierPrefix", None):
         fields.setdefault("ExportTaskIdentifier", f"{prefix}-{now:%Y%m%d-%H%M%S}")
     task = steps.validate_request(StartExportTaskRequest.model_validate(fields), now, runtime="aws")
+    if config.source_mode == "clone":
+        # Refused here, with RDS's error codes, rather than failing the task later: nothing is registered.
+        exportable_cluster(boto3.client("rds"), task.source_arn)
     config.store().create(task, settings)
     return {"export_task_identifier": task.export_task_identifier, "max_concurrency": config.max_concurrency}
 
@@ -159,26 +178,97 @@ def validate(request: dict[str, Any], config: CloudConfig, now: datetime | None 
 
 
 def check_access(identifier: str, config: CloudConfig) -> None:
-    """Write the task's metadata to the bucket as the task's IAM role, with SSE-KMS: access works."""
+    """The access preflight (dbexport.preflight) as the task's IAM role, then the task's first metadata."""
     task = config.store().get(identifier)
-    steps.write_export_info(task, destination(task))
+    target = preflight.target_for(task)
+    role = preflight.run(target)
+    assert task.iam_role_arn is not None
+    with preflight.writing_metadata(target, task.iam_role_arn):
+        steps.write_export_info(task, S3Destination(task.s3_bucket, task.kms_key_id, role.client("s3")))
 
 
 def destination(task: ExportTask) -> S3Destination:
     """The user's bucket, written as the IAM role the request names (as the anchor does)."""
     assert task.iam_role_arn is not None
-    credentials = boto3.client("sts").assume_role(
-        RoleArn=task.iam_role_arn, RoleSessionName=f"dbexport-{task.export_task_identifier}"[:64]
-    )["Credentials"]
-    session = boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
-    return S3Destination(task.s3_bucket, task.kms_key_id, session.client("s3"))
+    role = preflight.assume_role(preflight.target_for(task), preflight.Principal())
+    return S3Destination(task.s3_bucket, task.kms_key_id, role.client("s3"))
 
 
 # --- PrepareSource / SourceReady / Cleanup ----------------------------------------------------------------
+
+
+# Aurora allows 15 copy-on-write clones of a cluster; past that the export copies it (RestoreType full-copy).
+MAX_CLONES = 15
+# Aurora PostgreSQL, Aurora MySQL (and Aurora MySQL 1, whose engine is "aurora").
+AURORA_ENGINES = frozenset({"aurora-postgresql", "aurora-mysql", "aurora"})
+# A source cluster in one of these states can't be cloned or copied.
+_UNEXPORTABLE_STATUSES = frozenset(
+    {
+        "stopped",
+        "stopping",
+        "starting",
+        "deleting",
+        "failed",
+        "inaccessible-encryption-credentials",
+        "inaccessible-encryption-credentials-recoverable",
+        "incompatible-network",
+        "incompatible-parameters",
+        "incompatible-restore",
+    }
+)
+# A clone (or its instance) in one of these states will never become available.
+_FAILED_CLONE_STATUSES = frozenset(
+    {
+        "deleting",
+        "failed",
+        "inaccessible-encryption-credentials",
+        "inaccessible-encryption-credentials-recoverable",
+        "incompatible-network",
+        "incompatible-option-group",
+        "incompatible-parameters",
+        "incompatible-restore",
+        "restore-error",
+        "storage-full",
+    }
+)
+# A clone not available after this long is given up on.
+CLONE_TIMEOUT = timedelta(hours=3)
+_DEFAULT_INSTANCE_CLASS = "db.r6g.large"
+
+
+def cluster_name(source_arn: str) -> str:
+    return source_arn.rsplit(":", 1)[-1]
+
+
+def exportable_cluster(rds: Any, source_arn: str) -> dict[str, Any]:
+    """The source cluster's description; refused unless it is a provisioned Aurora PostgreSQL or MySQL cluster."""
+    name = cluster_name(source_arn)
+    try:
+        (cluster,) = rds.describe_db_clusters(DBClusterIdentifier=source_arn)["DBClusters"]
+    except ClientError as exc:
+        # RDS answers InvalidParameterValue for an ARN of another Region or account.
+        if exc.response.get("Error", {}).get("Code") not in ("DBClusterNotFoundFault", "InvalidParameterValue"):
+            raise
+        raise DBClusterNotFoundFault(
+            f"DBCluster {name} not found: SourceArn must name an Aurora PostgreSQL or Aurora MySQL DB cluster "
+            "of this account and Region."
+        ) from exc
+    engine, mode, status = cluster.get("Engine"), cluster.get("EngineMode", "provisioned"), cluster.get("Status")
+    if engine not in AURORA_ENGINES:
+        raise InvalidExportSourceState(
+            f"The DB cluster {name} runs the {engine} engine: only Aurora PostgreSQL and Aurora MySQL DB "
+            "clusters can be exported."
+        )
+    if mode == "serverless":
+        raise InvalidExportSourceState(
+            f"The DB cluster {name} is an Aurora Serverless v1 cluster (EngineMode serverless), which can't be "
+            "exported: only provisioned Aurora clusters (Aurora Serverless v2 included) can."
+        )
+    if status in _UNEXPORTABLE_STATUSES:
+        raise InvalidExportSourceState(
+            f"The DB cluster {name} is {status}: it must be available to be exported. Start it or wait, then retry."
+        )
+    return cluster  # type: ignore[no-any-return]
 
 
 def clone_identifier(identifier: str) -> str:
@@ -186,81 +276,217 @@ def clone_identifier(identifier: str) -> str:
     return f"dbexport-{identifier}"[:63].rstrip("-")
 
 
+def clone_instance_identifier(identifier: str) -> str:
+    return f"{clone_identifier(identifier)}-1"[:63]
+
+
+def clone_count(rds: Any, cluster: dict[str, Any], ours: str) -> int:
+    """How many clones the cluster has: the other clusters of its clone group, besides our own `ours`."""
+    group = cluster.get("CloneGroupId")
+    if not group:
+        return 0
+    return sum(
+        1
+        for page in rds.get_paginator("describe_db_clusters").paginate()
+        for other in page["DBClusters"]
+        if other.get("CloneGroupId") == group
+        and other["DBClusterIdentifier"] not in (cluster["DBClusterIdentifier"], ours)
+    )
+
+
 def prepare_source(identifier: str, config: CloudConfig) -> dict[str, Any]:
-    """Direct mode reads the cluster itself; clone mode starts a copy-on-write clone to read instead."""
-    if config.source_mode == "direct":
-        return Source().model_dump()
-    task = config.store().get(identifier)
+    """Direct mode reads the cluster itself; clone mode starts a copy-on-write clone to read instead.
+
+    The clone is the source as of its latest restorable time, with one instance; SourceReady waits for it.
+    A cluster that already has MAX_CLONES clones is copied instead (RestoreType full-copy), and the task's
+    WarningMessage says so.
+    """
+    store = config.store()
+    task = store.get(identifier)
+    if task.status == Status.CANCELING:
+        return Source(canceled=True).model_dump()
+    name = cluster_name(task.source_arn)
     rds = boto3.client("rds")
-    source_cluster = task.source_arn.rsplit(":", 1)[1]
-    (cluster,) = rds.describe_db_clusters(DBClusterIdentifier=source_cluster)["DBClusters"]
+    if config.source_mode == "direct":
+        if config.source_secret_arn:
+            return Source().model_dump()
+        cluster = _source_cluster(rds, task)
+        return Source(
+            endpoint=cluster["Endpoint"], port=cluster.get("Port"), secret_arn=_managed_secret(cluster, name)
+        ).model_dump()
+    cluster = _source_cluster(rds, task)
+    secret_arn = None if config.source_secret_arn else _managed_secret(cluster, name)
     clone = clone_identifier(identifier)
+    clones = clone_count(rds, cluster, ours=clone)  # ours: when PrepareSource runs again
+    restore_type = "copy-on-write" if clones < MAX_CLONES else "full-copy"
     tags = [{"Key": "dbexport:export-task", "Value": identifier}]
-    rds.restore_db_cluster_to_point_in_time(
-        SourceDBClusterIdentifier=source_cluster,
-        DBClusterIdentifier=clone,
-        RestoreType="copy-on-write",
-        UseLatestRestorableTime=True,
-        DBSubnetGroupName=cluster["DBSubnetGroup"],
-        VpcSecurityGroupIds=[g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])],
-        Tags=tags,
-    )
-    rds.create_db_instance(
-        DBInstanceIdentifier=f"{clone}-1"[:63],
-        DBClusterIdentifier=clone,
-        Engine=cluster["Engine"],
-        DBInstanceClass=_writer_instance_class(rds, cluster),
-        Tags=tags,
-    )
-    return Source(ready=False).model_dump()
+    restore: dict[str, Any] = {
+        "SourceDBClusterIdentifier": cluster["DBClusterIdentifier"],
+        "DBClusterIdentifier": clone,
+        "RestoreType": restore_type,
+        "UseLatestRestorableTime": True,
+        "DeletionProtection": False,
+        "Tags": tags,
+    }
+    if cluster.get("DBSubnetGroup"):
+        restore["DBSubnetGroupName"] = cluster["DBSubnetGroup"]
+    if groups := [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]:
+        restore["VpcSecurityGroupIds"] = groups
+    if scaling := cluster.get("ServerlessV2ScalingConfiguration"):
+        restore["ServerlessV2ScalingConfiguration"] = {
+            k: scaling[k] for k in ("MinCapacity", "MaxCapacity") if k in scaling
+        }
+    try:
+        rds.restore_db_cluster_to_point_in_time(**restore)
+    except rds.exceptions.DBClusterAlreadyExistsFault:
+        log.info("the clone %s exists already (PrepareSource ran again)", clone)
+    except (rds.exceptions.DBClusterNotFoundFault, rds.exceptions.InvalidDBClusterStateFault) as exc:
+        log.warning("cloning %s failed: %s", name, exc)
+        raise ExportFailed(_cannot_access(name)) from exc
+    if restore_type == "full-copy":
+        note = (
+            f"The source DB cluster {name} already has {clones} clones, the most Aurora allows, so dbexport "
+            "copied it (RestoreType full-copy) instead of cloning it, which takes longer."
+        )
+        store.update(identifier, warning_message=merge_warnings(task.warning_message, _general_warning(note)))
+    try:
+        rds.create_db_instance(
+            DBInstanceIdentifier=clone_instance_identifier(identifier),
+            DBClusterIdentifier=clone,
+            Engine=cluster["Engine"],
+            DBInstanceClass=_instance_class(rds, cluster),
+            Tags=tags,
+        )
+    except rds.exceptions.DBInstanceAlreadyExistsFault:
+        log.info("the clone's instance exists already (PrepareSource ran again)")
+    return Source(ready=False, secret_arn=secret_arn).model_dump()
 
 
-def _writer_instance_class(rds: Any, cluster: dict[str, Any]) -> str:
-    writer = next(m for m in cluster["DBClusterMembers"] if m["IsClusterWriter"])
-    (instance,) = rds.describe_db_instances(DBInstanceIdentifier=writer["DBInstanceIdentifier"])["DBInstances"]
-    return str(instance["DBInstanceClass"])
+def _source_cluster(rds: Any, task: ExportTask) -> dict[str, Any]:
+    """The source, checked again: it may have gone or changed since the request was accepted."""
+    try:
+        return exportable_cluster(rds, task.source_arn)
+    except (DBClusterNotFoundFault, InvalidExportSourceState) as exc:
+        log.warning("source cluster of %s: %s", task.export_task_identifier, exc.message)
+        raise ExportFailed(_cannot_access(cluster_name(task.source_arn))) from exc
+
+
+def _cannot_access(name: str) -> str:
+    return f"Failed to find or access the source DB cluster: {name}"
+
+
+def _managed_secret(cluster: dict[str, Any], name: str) -> str:
+    """The cluster's own master user secret (ManageMasterUserPassword), for a stack that names no secret."""
+    arn = (cluster.get("MasterUserSecret") or {}).get("SecretArn")
+    if not arn:
+        raise ExportFailed(
+            f"dbexport has no credentials for the DB cluster {name}: the stack names no source secret "
+            "(sourceSecretArn) and the cluster has no master user secret managed in Secrets Manager."
+        )
+    return str(arn)
+
+
+def _instance_class(rds: Any, cluster: dict[str, Any]) -> str:
+    """The clone's instance is sized like the source's writer (any instance of it, failing that)."""
+    members = sorted(cluster.get("DBClusterMembers", []), key=lambda m: not m.get("IsClusterWriter"))
+    if members:
+        (instance,) = rds.describe_db_instances(DBInstanceIdentifier=members[0]["DBInstanceIdentifier"])["DBInstances"]
+        return str(instance["DBInstanceClass"])
+    return "db.serverless" if cluster.get("ServerlessV2ScalingConfiguration") else _DEFAULT_INSTANCE_CLASS
 
 
 def source_ready(identifier: str, source: dict[str, Any], config: CloudConfig) -> dict[str, Any]:
-    """Whether the clone and its instance are available; Step Functions waits between two asks."""
+    """Whether the clone and its instance are available; Step Functions waits between two asks.
+
+    A task canceled meanwhile ends once the clone is available (a clone still being created can't be
+    deleted); one that fails, or takes longer than CLONE_TIMEOUT, fails the task.
+    """
+    previous = Source.model_validate(source)
     if config.source_mode == "direct":
-        return Source().model_dump()
+        return previous.model_copy(update={"ready": True}).model_dump()
+    task = config.store().get(identifier)
+    name = cluster_name(task.source_arn)
     rds = boto3.client("rds")
     clone = clone_identifier(identifier)
-    (cluster,) = rds.describe_db_clusters(DBClusterIdentifier=clone)["DBClusters"]
-    (instance,) = rds.describe_db_instances(DBInstanceIdentifier=f"{clone}-1"[:63])["DBInstances"]
-    ready = cluster["Status"] == "available" and instance["DBInstanceStatus"] == "available"
-    return Source(ready=ready, endpoint=cluster.get("Endpoint") if ready else None).model_dump()
+    try:
+        (cluster,) = rds.describe_db_clusters(DBClusterIdentifier=clone)["DBClusters"]
+        (instance,) = rds.describe_db_instances(DBInstanceIdentifier=clone_instance_identifier(identifier))[
+            "DBInstances"
+        ]
+    except (rds.exceptions.DBClusterNotFoundFault, rds.exceptions.DBInstanceNotFoundFault) as exc:
+        log.warning("the clone %s is gone: %s", clone, exc)
+        raise ExportFailed(_cannot_access(name)) from exc
+    statuses = (cluster.get("Status"), instance.get("DBInstanceStatus"))
+    created = cluster.get("ClusterCreateTime")
+    if any(status in _FAILED_CLONE_STATUSES for status in statuses) or (
+        created is not None and datetime.now(UTC) - created > CLONE_TIMEOUT
+    ):
+        log.warning("the clone %s will not become available: cluster %s, instance %s", clone, *statuses)
+        raise ExportFailed(_cannot_access(name))
+    ready = statuses == ("available", "available")
+    return Source(
+        ready=ready,
+        endpoint=cluster.get("Endpoint") if ready else None,
+        port=cluster.get("Port") if ready else None,
+        secret_arn=previous.secret_arn,
+        canceled=ready and task.status == Status.CANCELING,
+    ).model_dump()
 
 
 def cleanup(identifier: str, config: CloudConfig) -> None:
-    """Delete the clone, whatever the outcome; already gone is fine."""
+    """Delete the clone's instance and then the clone, whatever the outcome; already gone is fine."""
     if config.source_mode == "direct":
         return
     rds = boto3.client("rds")
     clone = clone_identifier(identifier)
     for call, kwargs in (
-        (rds.delete_db_instance, {"DBInstanceIdentifier": f"{clone}-1"[:63], "SkipFinalSnapshot": True}),
+        (
+            rds.delete_db_instance,
+            {"DBInstanceIdentifier": clone_instance_identifier(identifier), "SkipFinalSnapshot": True},
+        ),
         (rds.delete_db_cluster, {"DBClusterIdentifier": clone, "SkipFinalSnapshot": True}),
     ):
         try:
             call(**kwargs)
         except (rds.exceptions.DBInstanceNotFoundFault, rds.exceptions.DBClusterNotFoundFault):
             log.info("clone of %s already deleted", identifier)
+        except (rds.exceptions.InvalidDBInstanceStateFault, rds.exceptions.InvalidDBClusterStateFault) as exc:
+            # Still being created or changed: Step Functions retries Cleanup a while later.
+            raise SourceBusy(f"The clone {clone} can't be deleted yet: {exc}") from exc
+
+
+def _general_warning(reason: str) -> str:
+    return json.dumps({"skippedTables": [], "skippedObjectives": [], "general": [{"reason": reason}]})
+
+
+def merge_warnings(*messages: str | None) -> str | None:
+    """WarningMessage JSON texts as one: each list concatenated, duplicates dropped; None when all are empty."""
+    merged: dict[str, list[Any]] = {"skippedTables": [], "skippedObjectives": [], "general": []}
+    for message in messages:
+        for name, entries in (json.loads(message) if message else {}).items():
+            merged.setdefault(name, [])
+            merged[name] += [e for e in entries if e not in merged[name]]
+    return json.dumps(merged) if any(merged.values()) else None
 
 
 # --- PlanExport -------------------------------------------------------------------------------------------
 
 
 def source_url(config: CloudConfig, source: Source) -> str:
-    """The source's URL from its Secrets Manager secret (RDS's shape), at the clone's endpoint if any."""
-    assert config.source_secret_arn is not None, "SOURCE_SECRET_ARN is not set"
-    secret = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=config.source_secret_arn)["SecretString"]
-    )
+    """The source's URL from its Secrets Manager secret, at the clone's endpoint and port if any.
+
+    The secret is the stack's (SOURCE_SECRET_ARN, RDS's shape: username, password, host, port) or else
+    the cluster's managed master user secret (username and password; the cluster gives host and port).
+    """
+    secret_arn = config.source_secret_arn or source.secret_arn
+    assert secret_arn is not None, "neither SOURCE_SECRET_ARN nor the cluster's managed secret is known"
+    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    host = source.endpoint or secret["host"]
-    return f"postgresql://{user}:{password}@{host}:{secret.get('port', 5432)}/"
+    if source.endpoint:
+        host, port = source.endpoint, source.port or secret.get("port", 5432)
+    else:
+        host, port = secret["host"], secret.get("port", 5432)
+    return f"postgresql://{user}:{password}@{host}:{port}/"
 
 
 def plan(identifier: str, source: dict[str, Any], config: CloudConfig) -> dict[str, Any]:
@@ -355,7 +581,13 @@ def finalize(identifier: str, source: dict[str, Any], config: CloudConfig) -> di
     for p in plans:
         with postgres.connect(postgres.database_dsn(url, p.database)) as conn:
             outcomes += [steps.verify_table(p, t, by_table.get(t.target, []), conn) for t in p.tables]
-    final = steps.finalize(task, plans, outcomes, destination(task))
+    target = destination(task)
+    final = steps.finalize(task, plans, outcomes, target)
+    # Notes made before the plan (the clone fallback) stay in the final WarningMessage.
+    warning = merge_warnings(task.warning_message, final.warning_message)
+    if warning != final.warning_message:
+        final = final.model_copy(update={"warning_message": warning})
+        steps.write_export_info(final, target)
     task = store.update(
         identifier,
         status=final.status,
@@ -377,7 +609,9 @@ def record_failure(identifier: str, error: dict[str, Any], config: CloudConfig) 
             failure_cause=failure_cause_from(error),
             task_end_time=datetime.now(UTC),
         )
-        _write_info_quietly(task)
+        # A bucket, role or key the access check refused gets nothing (a bucket in another Region, say).
+        if error.get("Error") != AccessCheckFailed.__name__:
+            _write_info_quietly(task)
     return _outcome(task, store.partition_results(identifier))
 
 

@@ -71,12 +71,20 @@ class ExportFailed(DbExportError):
     """The export ran and failed; the message is the task's FailureCause."""
 
 
+class AccessCheckFailed(ExportFailed):
+    """The access preflight found the IAM role, the bucket or the KMS key unusable; the message says which."""
+
+
 class RetryableError(DbExportError):
     """Retrying may help: connection dropped, throttled."""
 
 
 class SourceUnavailable(RetryableError):
     """The source database cannot be reached or refused the connection."""
+
+
+class SourceBusy(RetryableError):
+    """The clone is being created or changed and can't be deleted yet: Cleanup tries again later."""
 
 
 class ExportCanceled(DbExportError):

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Protocol
 import adbc_driver_manager
 import psycopg
 
-from dbexport import steps
-from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
+from dbexport import preflight, steps
+from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import postgres
-from dbexport.validation import parse_export_only
-from dbexport.writer import open_destination
+from dbexport.validation import LOCAL_PREFIX, parse_export_only
+from dbexport.writer import S3Destination, open_destination
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -90,7 +90,6 @@ def run_export(
     """
     settings = settings or ExportSettings()
     selection = parse_export_only(task.export_only)
-    destination = destination or open_destination(task.s3_bucket, task.kms_key_id, endpoint_url)
     stop = should_stop or (lambda: False)
 
     def update(new: ExportTask | None = None, **changes: object) -> None:
@@ -104,6 +103,7 @@ def run_export(
             raise ExportCanceled("The export task was canceled.")
 
     try:
+        destination = destination or _checked_destination(task, endpoint_url)
         with ExitStack() as stack:
             snapshots = steps.open_snapshots(source_url, selection, stack)
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
@@ -123,13 +123,25 @@ def run_export(
     except ExportCanceled:
         update(status=Status.CANCELED, task_end_time=datetime.now(UTC))
         _write_final_info(task, destination)
+    except AccessCheckFailed as exc:  # nothing is written where access was just refused
+        update(status=Status.FAILED, failure_cause=str(exc), task_end_time=datetime.now(UTC))
     except Exception as exc:
         update(status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC))
         _write_final_info(task, destination)
     return task
 
 
-def _write_final_info(task: ExportTask, destination: Destination) -> None:
+def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destination:
+    """The task's destination; on S3 with a role or a key, after the anchor's access preflight, as that role."""
+    if task.s3_bucket.startswith(LOCAL_PREFIX) or not (task.iam_role_arn or task.kms_key_id):
+        return open_destination(task.s3_bucket, task.kms_key_id, endpoint_url)
+    writer = preflight.run(preflight.target_for(task), endpoint_url=endpoint_url)
+    return S3Destination(task.s3_bucket, task.kms_key_id, writer.client("s3"))
+
+
+def _write_final_info(task: ExportTask, destination: Destination | None) -> None:
+    if destination is None:
+        return
     try:
         steps.write_export_info(task, destination)
     except Exception:  # the failure may be the destination's own; the task record still says why

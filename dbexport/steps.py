@@ -29,7 +29,7 @@ from dbexport.validation import (
     validate_identifier,
     validate_s3_prefix,
 )
-from dbexport.writer import join_key, write_partition
+from dbexport.writer import export_root, join_key, write_partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -333,10 +333,6 @@ def verify_table(
         started=plan.snapshot_time,
         ended=datetime.now(UTC),
     )
-
-
-def export_root(task: ExportTask) -> str:
-    return join_key(task.s3_prefix, task.export_task_identifier)
 
 
 def finalize(

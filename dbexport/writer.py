@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from dbexport.models import ExportSettings
+    from dbexport.models import ExportSettings, ExportTask
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,11 @@ def open_destination(bucket: str, kms_key_id: str | None = None, endpoint_url: s
 def join_key(*elements: str) -> str:
     """An object key from path elements, each cleaned of the characters the anchor replaces."""
     return "/".join(sanitize_path_element(e) for e in elements if e)
+
+
+def export_root(task: ExportTask) -> str:
+    """`<S3Prefix>/<export id>`: where an export's metadata and data go."""
+    return join_key(task.s3_prefix, task.export_task_identifier)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ class ExportStack(Stack):
                 "validate": {
                     "MAX_UNFINISHED_TASKS": str(props.max_unfinished_tasks),
                     "MAX_CONCURRENCY": str(props.max_concurrency),
+                    "SOURCE_MODE": props.source_mode,
                 },
                 "prepare_source": source_mode_env,
                 "source_ready": source_mode_env,
@@ -267,6 +268,19 @@ class ExportStack(Stack):
                     "is read from every cluster of the account; describing changes nothing.",
                 )
         if self.props.source_mode == "clone":
+            # ValidateRequest refuses a source that is missing, not Aurora, or Serverless v1 (RDS's error codes).
+            roles["validate"].add_to_policy(
+                iam.PolicyStatement(
+                    sid="DescribeSourceCluster",
+                    actions=["rds:DescribeDBClusters"],
+                    resources=[describe_resources["cluster:*"]],
+                )
+            )
+            nag.wildcard(
+                roles["validate"],
+                nag.regional_arn("rds", "cluster:*"),
+                "The source cluster arrives with each request (SourceArn); ValidateRequest only describes it.",
+            )
             self._grant_clone_permissions(roles)
 
         for spec in SPECS:

@@ -219,7 +219,7 @@ def test_function_environment(default_stack: Synthesized) -> None:
     assert envs["plan"]["WORK_BUCKET_NAME"] == bucket_ref
     for module in ("plan", "export_partition", "finalize", "prepare_source", "source_ready", "cleanup"):
         assert envs[module]["SOURCE_SECRET_ARN"] == SECRET_ARN, module
-    for module in ("prepare_source", "source_ready", "cleanup"):
+    for module in ("validate", "prepare_source", "source_ready", "cleanup"):
         assert envs[module]["SOURCE_MODE"] == "clone", module
     for module in ("validate", "check_access", "record_failure"):
         assert "SOURCE_SECRET_ARN" not in envs[module], module
@@ -322,6 +322,9 @@ def test_clone_actions_only_for_source_functions_and_delete_only_dbexport_clones
             }, module
         elif module == "source_ready":
             assert rds == {"rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:ListTagsForResource"}
+        elif module == "validate":
+            # refuses a missing, non-Aurora or Serverless v1 source before registering the task
+            assert rds == {"rds:DescribeDBClusters"}, module
         elif module == "cleanup":
             assert rds == {
                 "rds:DeleteDBInstance",
@@ -349,6 +352,7 @@ def test_direct_mode_grants_no_clone_actions(direct_stack: Synthesized) -> None:
     for module in ("prepare_source", "source_ready", "cleanup"):
         rds = {a for a in actions_of(function_role_statements(direct_stack, module)) if a.startswith("rds:")}
         assert rds == {"rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:ListTagsForResource"}, module
+    assert not any(a.startswith("rds:") for a in actions_of(function_role_statements(direct_stack, "validate")))
 
 
 def test_state_machine_role_can_do_what_the_definition_does(default_stack: Synthesized) -> None:

@@ -128,3 +128,16 @@ def test_credentials_never_appear_in_output(orders, tmp_path, caplog):
     for path in tmp_path.rglob("*.json"):
         assert password not in path.read_text()
     assert password not in caplog.text
+
+
+def test_the_local_runtime_runs_the_access_preflight_before_writing(orders, s3_endpoint, bucket):
+    kms = boto3.client("kms", endpoint_url=s3_endpoint)
+    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.disable_key(KeyId=key_id)
+    request = StartExportTaskRequest(
+        export_task_identifier="disabled-key", source_arn=orders, s3_bucket_name=bucket, kms_key_id=key_id
+    )
+    task = run_export(validate_request(request), orders, endpoint_url=s3_endpoint)
+    assert task.status == Status.FAILED
+    assert task.failure_cause == "KMS key check failed. Check the credentials on your KMS key and try again."
+    assert "Contents" not in boto3.client("s3", endpoint_url=s3_endpoint).list_objects_v2(Bucket=bucket)
