@@ -38,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scaling", action="store_true", help=f"also dbexport at {', '.join(f'{s:g}x' for s in SIZES)} the scale"
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write every figure here")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="also run the dbexport package found in DIR (e.g. `git archive REV dbexport | tar -x -C DIR`), "
+        "taking turns with this checkout's, to compare two versions under the same conditions",
+    )
     return parser.parse_args(argv)
 
 
@@ -81,11 +88,19 @@ def plan(args: argparse.Namespace, workers: int) -> list[report.Line]:
             if path != "dbexport":
                 lines.append(line("paths", Case(path, table, main, args.codec, workers)))
                 continue
-            lines.append(line("paths", Case(path, table, main, args.codec, workers)))
-            lines.append(line("paths", Case(path, table, main, args.codec, workers, mapping="typed")))
-            lines.append(line("paths", Case(path, table, main, other_codec, workers)))
+            variants = [""] + ([str(args.baseline.resolve())] if args.baseline else [])
+            for baseline in variants:
+                lines.append(line("paths", Case(path, table, main, args.codec, workers, baseline=baseline)))
+                lines.append(line("paths", Case(path, table, main, args.codec, workers, "typed", baseline)))
+                lines.append(line("paths", Case(path, table, main, other_codec, workers, baseline=baseline)))
     if "dbexport" in args.paths and "lineitem" in args.tables:
         lines += [line("workers", Case("dbexport", "lineitem", main, args.codec, n)) for n in args.workers]
+        if args.baseline:
+            baseline = str(args.baseline.resolve())
+            lines += [
+                line("workers", Case("dbexport", "lineitem", main, args.codec, n, baseline=baseline))
+                for n in args.workers
+            ]
     if args.scaling and "dbexport" in args.paths:
         for table in args.tables:
             for size, database in sorted(databases.items()):

@@ -34,6 +34,9 @@ class Case:
     codec: str
     workers: int  # ConnectorX partitions, dbexport workers; not used by copy and adbc
     mapping: str = "aurora"  # dbexport only
+    # dbexport only: another checkout's dbexport package (its parent directory) instead of this one's, to
+    # compare two versions in one run (see --baseline)
+    baseline: str = ""
 
     @property
     def label(self) -> str:
@@ -45,7 +48,8 @@ class Case:
             return f"ConnectorX, {self.workers} partitions"
         if self.path == "adbc":
             return "ADBC, streamed"
-        return f"dbexport {self.mapping}, {self.workers} worker{'s' if self.workers > 1 else ''}, {self.codec}"
+        label = f"dbexport {self.mapping}, {self.workers} worker{'s' if self.workers > 1 else ''}, {self.codec}"
+        return f"{label} [baseline]" if self.baseline else label
 
 
 @dataclass
@@ -78,8 +82,12 @@ def command(case: Case, out: Path, partition_mb: int) -> list[str]:
             str(case.workers),
         ]
     identifier = f"bench-{time.time_ns()}"
+    # The baseline's package comes first on PYTHONPATH (see measure), ahead of this checkout's editable install.
+    program = (
+        [sys.executable, "-m", "dbexport.cli"] if case.baseline else [str(Path(sys.executable).with_name("dbexport"))]
+    )
     return [
-        str(Path(sys.executable).with_name("dbexport")),
+        *program,
         "start-export-task",
         "--export-task-identifier",
         identifier,
@@ -118,6 +126,12 @@ def measure(case: Case, partition_mb: int) -> Run:
         out, state, rss = Path(tmp) / "out", Path(tmp) / "state", Path(tmp) / "rss"
         out.mkdir()
         env = {**os.environ, "DBEXPORT_STATE_DIR": str(state)}
+        if case.baseline:
+            # PYTHONSAFEPATH: `-m` must not put the working directory (this checkout) ahead of the baseline.
+            env |= {
+                "PYTHONPATH": os.pathsep.join(filter(None, [case.baseline, env.get("PYTHONPATH")])),
+                "PYTHONSAFEPATH": "1",
+            }
         argv = command(case, out, partition_mb)
         if GNU_TIME.exists():
             argv = [str(GNU_TIME), "-f", "%M", "-o", str(rss), *argv]

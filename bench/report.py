@@ -79,10 +79,10 @@ class Bench:
                 and case.mapping == "aurora"
                 and case.codec == "gzip"
             ):
-                zstd = Case("dbexport", case.table, case.database, "zstd", case.workers)
+                zstd = Case("dbexport", case.table, case.database, "zstd", case.workers, baseline=case.baseline)
                 gzip_seconds, zstd_seconds = self.median(case), self.median(zstd)
                 if gzip_seconds and zstd_seconds:
-                    ratios[case.table] = gzip_seconds / zstd_seconds
+                    ratios[case.table + (" [baseline]" if case.baseline else "")] = gzip_seconds / zstd_seconds
         return ratios
 
 

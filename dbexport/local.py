@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import adbc_driver_manager
 import psycopg
 
-from dbexport import preflight, steps
+from dbexport import steps
 from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
@@ -135,6 +135,8 @@ def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destinat
     """The task's destination; on S3 with a role or a key, after the anchor's access preflight, as that role."""
     if task.s3_bucket.startswith(LOCAL_PREFIX) or not (task.iam_role_arn or task.kms_key_id):
         return open_destination(task.s3_bucket, task.kms_key_id, endpoint_url)
+    from dbexport import preflight  # boto3: a tenth of a second to import, which a local directory never needs
+
     writer = preflight.run(preflight.target_for(task), endpoint_url=endpoint_url)
     return S3Destination(task.s3_bucket, task.kms_key_id, writer.client("s3"))
 

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import logging
+import queue
 import shutil
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import boto3
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dbexport.errors import ExportCanceled
 from dbexport.validation import LOCAL_PREFIX, sanitize_path_element
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
-    import pyarrow as pa
+    from collections.abc import Callable, Iterable, Iterator
 
     from dbexport.models import ExportSettings, ExportTask
 
@@ -30,6 +31,10 @@ _SUFFIX = {"gzip": ".gz", "zstd": ".zstd", "snappy": ".snappy", "none": ""}
 # pyarrow's default gzip level took 15x longer than level 1 for files 2% smaller.
 _LEVEL = {"gzip": 1}
 SUCCESS_MARKER = "_SUCCESS"
+# Columns whose first row group has more distinct values than this share of its rows are written without a
+# dictionary: Parquet's dictionary encoder would fill its page, fall back to plain encoding, and have cost
+# time and bytes for nothing (lineitem, zstd: 18% less encoding time, 17% smaller files).
+DICTIONARY_MAX_DISTINCT = 0.2
 
 
 class Destination(Protocol):
@@ -89,6 +94,8 @@ class S3Destination:
 
     def __post_init__(self) -> None:
         if self.client is None:
+            import boto3  # only where S3 is the destination: it takes a tenth of a second to import
+
             self.client = boto3.client("s3")
 
     def _encryption(self) -> dict[str, str]:
@@ -118,6 +125,8 @@ def open_destination(bucket: str, kms_key_id: str | None = None, endpoint_url: s
     """`file:///path` is a local directory; anything else an S3 bucket (boto3's credential chain)."""
     if bucket.startswith(LOCAL_PREFIX):
         return LocalDestination(Path(urlsplit(bucket).path))
+    import boto3
+
     return S3Destination(bucket, kms_key_id, boto3.client("s3", endpoint_url=endpoint_url))
 
 
@@ -148,25 +157,34 @@ class _RollingParquet:
         self.writer: pq.ParquetWriter | None = None
         self.objects: list[str] = []
         self.bytes_written = 0
+        self.dictionary: list[str] | None = None  # the columns written with a dictionary, from the first row group
 
     def write(self, batch: pa.RecordBatch) -> None:
-        # One row group per slice; a file rolls over between row groups.
+        # One row group per slice (a batch of the driver's is all in memory already: gathering several into one
+        # row group would hold more); a file rolls over between row groups.
         for offset in range(0, batch.num_rows, self.settings.row_group_rows):
-            self._writer().write_batch(batch.slice(offset, self.settings.row_group_rows))
+            group = batch.slice(offset, self.settings.row_group_rows)
+            self._writer(group).write_batch(group)
             if self.path.stat().st_size >= self.settings.max_file_bytes:
                 self._finish_file()
 
     def close(self, write_empty: bool) -> None:
         if write_empty and not self.objects:
-            self._writer()
+            self._writer(None)
         if self.writer is not None:
             self._finish_file()
 
-    def _writer(self) -> pq.ParquetWriter:
+    def _writer(self, group: pa.RecordBatch | None) -> pq.ParquetWriter:
         if self.writer is None:
+            if self.dictionary is None and group is not None:
+                self.dictionary = _dictionary_columns(group)
             compression = self.settings.compression
             self.writer = pq.ParquetWriter(
-                self.path, self.schema, compression=compression, compression_level=_LEVEL.get(compression)
+                self.path,
+                self.schema,
+                compression=compression,
+                compression_level=_LEVEL.get(compression),
+                use_dictionary=self.dictionary if self.dictionary is not None else True,
             )
         return self.writer
 
@@ -179,6 +197,77 @@ class _RollingParquet:
         self.bytes_written += self.path.stat().st_size
         self.destination.put_file(self.path, key)
         self.objects.append(key)
+
+
+def _dictionary_columns(group: pa.RecordBatch) -> list[str]:
+    """The top-level, non-nested columns with few enough distinct values to be worth a dictionary."""
+    limit = DICTIONARY_MAX_DISTINCT * group.num_rows
+    columns = []
+    for spec, column in zip(group.schema, group.columns, strict=True):
+        if isinstance(spec.type, pa.BaseExtensionType):  # uuid, json: what is encoded is their storage
+            column = column.storage
+        if not pa.types.is_nested(column.type) and pc.count_distinct(column, mode="all").as_py() <= limit:
+            columns.append(spec.name)
+    return columns
+
+
+class _Prefetched:
+    """Batches pulled from `source` by a thread of its own, up to `depth` ahead of the consumer.
+
+    The driver reads and decodes the next batch (and the server produces it) while this thread
+    encodes and compresses the last one: pyarrow and the driver release the GIL while they work.
+    """
+
+    _END = object()
+
+    def __init__(self, source: Iterable[pa.RecordBatch], depth: int = 1):
+        self.source = source
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"{threading.current_thread().name}-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        iterator = iter(self.source)
+        try:
+            for batch in iterator:
+                if not self._put(batch):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            self._put(exc)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()  # in this thread, the one that used the source's connection
+
+    def _put(self, item: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        while True:
+            item = self.queue.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the reader (if it still runs) and wait for it to let go of its source."""
+        self.stopped.set()
+        while self.thread.is_alive():
+            try:
+                self.queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self.thread.join()
 
 
 def write_partition(
@@ -199,10 +288,11 @@ def write_partition(
     """
     destination.delete_prefix(folder + "/")
     rows = 0
+    reader = _Prefetched(batches)
     try:
         with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
             files = _RollingParquet(destination, folder, schema, settings, Path(spool))
-            for batch in batches:
+            for batch in reader:
                 if should_stop is not None and should_stop():
                     raise ExportCanceled("The export task was canceled.")
                 files.write(batch)
@@ -211,7 +301,9 @@ def write_partition(
                     on_batch(batch.num_rows)
             files.close(write_empty)
     except BaseException:
+        reader.close()
         destination.delete_prefix(folder + "/")
         raise
+    reader.close()
     destination.put_bytes(b"", f"{folder}/{SUCCESS_MARKER}")
     return WrittenPartition(rows, files.bytes_written, files.objects)
