@@ -397,51 +397,6 @@ def _relation(schema: str, table: str, partitioned: bool) -> sql.Composable:
     return name if partitioned else sql.SQL("ONLY {}").format(name)
 
 
-# Types read natively although the export wants their text output, keyed by the output function and
-# information_schema's name of the type (so that a domain over one of them qualifies, cast to its base type,
-# which the driver knows, and a type that merely shares the output function, like refcursor, does not).
-# The value is the base type, and how the driver's array becomes PostgreSQL's text, byte for byte.
-#  - text, varchar, char(n), name, json, jsonb: their binary form is their text output (char(n) keeps its
-#    padding, jsonb loses only its version byte). The server skips the output function and the copy of
-#    its result: a fifth of its work on lineitem.
-#  - date: the server's date_out costs more than formatting the few distinct dates of a batch here (lineitem's
-#    three dates: 0.9 s of server CPU, against 0.2 s here, at scale 1).
-_CLIENT_TEXT: dict[tuple[str, str, str], tuple[str, Callable[[pa.Array], pa.Array] | None]] = {
-    ("pg_catalog", "textout", "text"): ("text", None),
-    ("pg_catalog", "varcharout", "character varying"): ("varchar", None),
-    ("pg_catalog", "bpcharout", "character"): ("bpchar", None),
-    ("pg_catalog", "nameout", "name"): ("name", None),
-    ("pg_catalog", "json_out", "json"): ("json", None),
-    ("pg_catalog", "jsonb_out", "jsonb"): ("jsonb", None),
-    ("pg_catalog", "date_out", "date"): ("date", lambda array: date_text(array)),
-}
-
-
-def _client_text(column: Column) -> tuple[str, Callable[[pa.Array], pa.Array] | None] | None:
-    if column.read_as != "text" or column.export_type != "string" or column.output_function is None:
-        return None
-    return _CLIENT_TEXT.get((*column.output_function, column.original_type))
-
-
-def _select_expression(column: Column) -> sql.Composable:
-    name = sql.Identifier(column.name)
-    client_text = _client_text(column)
-    if client_text is not None:
-        # A cast to the base type without a typmod: a relabeling, no function call (bpchar keeps its padding).
-        return sql.SQL("{}::{} AS {}").format(name, sql.Identifier("pg_catalog", client_text[0]), name)
-    if column.read_as == "text":
-        assert column.output_function is not None
-        # The type's own output function: what PostgreSQL prints (a cast to text may differ: char(n) loses
-        # its padding, inet gains a netmask). Its cstring is read as it is (the driver hands it over as
-        # bytes, see _cast): a cast to text would copy every value once more on the server.
-        expr: sql.Composable = sql.SQL("{}({})").format(sql.Identifier(*column.output_function), name)
-    elif column.cast_to:
-        expr = sql.SQL("{}::{}").format(name, sql.Identifier("pg_catalog", column.cast_to))
-    else:
-        expr = name
-    return sql.SQL("{} AS {}").format(expr, name)
-
-
 # The driver turns PostgreSQL's dates (days since 2000-01-01, int32) into Arrow's (days since 1970-01-01) by
 # adding this in 32-bit arithmetic, which wraps for 'infinity' and dates near the end of PostgreSQL's range.
 _DRIVER_DATE_OFFSET = 10_957
@@ -494,6 +449,51 @@ def _j2date(julian_day: int) -> tuple[int, int, int]:
     y += quad * 4
     quad = julian * 2141 // 65536
     return y - 4800, (quad + 10) % 12 + 1, julian - 7834 * quad // 256
+
+
+# Types read natively although the export wants their text output, keyed by the output function and
+# information_schema's name of the type (so that a domain over one of them qualifies, cast to its base type,
+# which the driver knows, and a type that merely shares the output function, like refcursor, does not).
+# The value is the base type, and how the driver's array becomes PostgreSQL's text, byte for byte.
+#  - text, varchar, char(n), name, json, jsonb: their binary form is their text output (char(n) keeps its
+#    padding, jsonb loses only its version byte). The server skips the output function and the copy of
+#    its result: a fifth of its work on lineitem.
+#  - date: the server's date_out costs more than formatting the few distinct dates of a batch here (lineitem's
+#    three dates: 0.9 s of server CPU, against 0.2 s here, at scale 1).
+_CLIENT_TEXT: dict[tuple[str, str, str], tuple[str, Callable[[pa.Array], pa.Array] | None]] = {
+    ("pg_catalog", "textout", "text"): ("text", None),
+    ("pg_catalog", "varcharout", "character varying"): ("varchar", None),
+    ("pg_catalog", "bpcharout", "character"): ("bpchar", None),
+    ("pg_catalog", "nameout", "name"): ("name", None),
+    ("pg_catalog", "json_out", "json"): ("json", None),
+    ("pg_catalog", "jsonb_out", "jsonb"): ("jsonb", None),
+    ("pg_catalog", "date_out", "date"): ("date", date_text),
+}
+
+
+def _client_text(column: Column) -> tuple[str, Callable[[pa.Array], pa.Array] | None] | None:
+    if column.read_as != "text" or column.export_type != "string" or column.output_function is None:
+        return None
+    return _CLIENT_TEXT.get((*column.output_function, column.original_type))
+
+
+def _select_expression(column: Column) -> sql.Composable:
+    name = sql.Identifier(column.name)
+    client_text = _client_text(column)
+    if client_text is not None:
+        # A cast to the base type without a typmod: a relabeling, no function call (bpchar keeps its padding).
+        return sql.SQL("{}::{} AS {}").format(name, sql.Identifier("pg_catalog", client_text[0]), name)
+    if column.read_as == "text":
+        assert column.output_function is not None
+        # The type's own output function: what PostgreSQL prints (a cast to text may differ: char(n) loses
+        # its padding, inet gains a netmask). Its cstring is read as it is (the driver hands it over as
+        # bytes, see _cast): a cast to text would copy every value once more on the server.
+        expr: sql.Composable = sql.SQL("{}({})").format(sql.Identifier(*column.output_function), name)
+    elif column.cast_to:
+        expr = sql.SQL("{}::{}").format(name, sql.Identifier("pg_catalog", column.cast_to))
+    else:
+        expr = name
+    return sql.SQL("{} AS {}").format(expr, name)
 
 
 def partition_query(table: TablePlan, partition: Partition) -> str:
