@@ -97,6 +97,8 @@ class Source(BaseModel):
     """Where the workers read: the clone's endpoint and port, or None for the secret's own host (direct mode).
 
     `secret_arn` is the cluster's managed master user secret, used when the stack names no source secret;
+    `secret_version` the version of the secret that was current when the clone was made: the clone keeps the
+    password of that moment, even if the source's is rotated during the export.
     `canceled` says the task was canceled before the export began (the state machine goes to Finalize).
     """
 
@@ -106,6 +108,7 @@ class Source(BaseModel):
     endpoint: str | None = None
     port: int | None = None
     secret_arn: str | None = None
+    secret_version: str | None = None
     canceled: bool = False
 
 
@@ -316,6 +319,7 @@ def prepare_source(identifier: str, config: CloudConfig) -> dict[str, Any]:
         ).model_dump()
     cluster = _source_cluster(rds, task)
     secret_arn = None if config.source_secret_arn else _managed_secret(cluster, name)
+    secret_version = _secret(config.source_secret_arn or secret_arn)["VersionId"]
     clone = clone_identifier(identifier)
     clones = clone_count(rds, cluster, ours=clone)  # ours: when PrepareSource runs again
     restore_type = "copy-on-write" if clones < MAX_CLONES else "full-copy"
@@ -359,7 +363,7 @@ def prepare_source(identifier: str, config: CloudConfig) -> dict[str, Any]:
         )
     except rds.exceptions.DBInstanceAlreadyExistsFault:
         log.info("the clone's instance exists already (PrepareSource ran again)")
-    return Source(ready=False, secret_arn=secret_arn).model_dump()
+    return Source(ready=False, secret_arn=secret_arn, secret_version=secret_version).model_dump()
 
 
 def _source_cluster(rds: Any, task: ExportTask) -> dict[str, Any]:
@@ -424,12 +428,13 @@ def source_ready(identifier: str, source: dict[str, Any], config: CloudConfig) -
         log.warning("the clone %s will not become available: cluster %s, instance %s", clone, *statuses)
         raise ExportFailed(_cannot_access(name))
     ready = statuses == ("available", "available")
-    return Source(
-        ready=ready,
-        endpoint=cluster.get("Endpoint") if ready else None,
-        port=cluster.get("Port") if ready else None,
-        secret_arn=previous.secret_arn,
-        canceled=ready and task.status == Status.CANCELING,
+    return previous.model_copy(
+        update={
+            "ready": ready,
+            "endpoint": cluster.get("Endpoint") if ready else None,
+            "port": cluster.get("Port") if ready else None,
+            "canceled": ready and task.status == Status.CANCELING,
+        }
     ).model_dump()
 
 
@@ -478,15 +483,28 @@ def source_url(config: CloudConfig, source: Source) -> str:
     The secret is the stack's (SOURCE_SECRET_ARN, RDS's shape: username, password, host, port) or else
     the cluster's managed master user secret (username and password; the cluster gives host and port).
     """
-    secret_arn = config.source_secret_arn or source.secret_arn
-    assert secret_arn is not None, "neither SOURCE_SECRET_ARN nor the cluster's managed secret is known"
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])
+    secret = json.loads(_secret(config.source_secret_arn or source.secret_arn, source.secret_version)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
     if source.endpoint:
         host, port = source.endpoint, source.port or secret.get("port", 5432)
     else:
         host, port = secret["host"], secret.get("port", 5432)
     return f"postgresql://{user}:{password}@{host}:{port}/"
+
+
+def _secret(arn: str | None, version: str | None = None) -> dict[str, Any]:
+    """GetSecretValue of the source secret: the given version, or the current one."""
+    assert arn is not None, "neither SOURCE_SECRET_ARN nor the cluster's managed secret is known"
+    which = {"VersionId": version} if version else {}
+    try:
+        return boto3.client("secretsmanager").get_secret_value(SecretId=arn, **which)  # type: ignore[no-any-return]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        log.warning("GetSecretValue %s (version %s): %s", arn, version, exc)
+        raise ExportFailed(
+            f"dbexport can't read the source secret {arn} (Error code: {code}). Check that it exists and that "
+            "the stack's functions may read it and decrypt it with its KMS key."
+        ) from exc
 
 
 def plan(identifier: str, source: dict[str, Any], config: CloudConfig) -> dict[str, Any]:

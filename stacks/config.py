@@ -12,9 +12,6 @@ if TYPE_CHECKING:
 
 SourceMode = Literal["clone", "direct"]
 
-# cdk.json's default: lets `cdk synth` run anywhere; the stack warns that it cannot be deployed usefully.
-PLACEHOLDER_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:111111111111:secret:dbexport/source-PLCHLD"
-
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+-[A-Za-z0-9]{6}$")
 # EC2 ids: a prefix and 8 or 17 hex digits (what CloudFormation accepts).
 _VPC_ID = re.compile(r"^vpc-([0-9a-f]{8}|[0-9a-f]{17})$")
@@ -49,7 +46,8 @@ class ScheduleSettings:
 class ExportStackProps:
     """Everything the stack can be told; defaults are cdk.json's."""
 
-    source_secret_arn: str = PLACEHOLDER_SECRET_ARN
+    # None: log in with each source cluster's own master user secret (RDS-managed, `rds!cluster-...`).
+    source_secret_arn: str | None = None
     source_mode: SourceMode = "clone"
     vpc: VpcSettings | None = None
     max_concurrency: int = 100
@@ -58,7 +56,7 @@ class ExportStackProps:
     schedule: ScheduleSettings | None = None
 
     def __post_init__(self) -> None:
-        if not _SECRET_ARN.match(self.source_secret_arn):
+        if self.source_secret_arn is not None and not _SECRET_ARN.match(self.source_secret_arn):
             raise ConfigError(
                 f"sourceSecretArn {self.source_secret_arn!r} is not a complete Secrets Manager secret ARN "
                 "(arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX, as `aws secretsmanager "
@@ -72,11 +70,6 @@ class ExportStackProps:
             raise ConfigError(f"maxUnfinishedTasks must be at least 1, not {self.max_unfinished_tasks}")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"logLevel must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {self.log_level!r}")
-
-    @property
-    def is_placeholder_secret(self) -> bool:
-        """True while sourceSecretArn is cdk.json's placeholder."""
-        return self.source_secret_arn == PLACEHOLDER_SECRET_ARN
 
     @classmethod
     def from_context(cls, node: Node) -> ExportStackProps:
@@ -111,7 +104,7 @@ class ExportStackProps:
 
         defaults = cls()
         return cls(
-            source_secret_arn=_text(get("sourceSecretArn")) or defaults.source_secret_arn,
+            source_secret_arn=_text(get("sourceSecretArn")) or None,
             source_mode=_text(get("sourceMode")) or defaults.source_mode,  # type: ignore[arg-type]
             vpc=vpc,
             max_concurrency=_int(get("maxConcurrency"), "maxConcurrency", defaults.max_concurrency),

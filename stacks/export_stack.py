@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Annotations, ArnFormat, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, CfnOutput, CfnResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -35,6 +35,9 @@ WORK_OBJECT_EXPIRY = Duration.days(30)
 # The clone, its instance and nothing else may be deleted: clones are named dbexport-<task id>.
 CLONE_NAME_PATTERN = "dbexport-*"
 
+# RDS names a cluster's managed master user secret rds!cluster-<cluster resource id>-<suffix>.
+MANAGED_SECRETS = "rds!cluster-*"
+
 # Which states may assume the IamRoleArn of a request (to write the user's bucket), as the anchor does.
 ASSUMES_USER_ROLE = ("check_access", "export_partition", "finalize", "record_failure")
 READS_SOURCE_SECRET = ("prepare_source", "plan", "export_partition", "finalize")
@@ -56,12 +59,6 @@ class ExportStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.props = props = props or ExportStackProps()
-        if props.is_placeholder_secret:
-            Annotations.of(self).add_warning_v2(
-                "dbexport:placeholderSecret",
-                "sourceSecretArn is cdk.json's placeholder: exports cannot connect to the database. "
-                "Deploy with -c sourceSecretArn=arn:aws:secretsmanager:...",
-            )
 
         # --- storage, topic, keys -------------------------------------------------------------------------
         self.key = kms.Key(
@@ -129,7 +126,7 @@ class ExportStack(Stack):
 
         # --- functions ------------------------------------------------------------------------------------
         layer = DependenciesLayer(self, "Dependencies").layer
-        source_env = {"SOURCE_SECRET_ARN": props.source_secret_arn}
+        source_env = {"SOURCE_SECRET_ARN": props.source_secret_arn} if props.source_secret_arn else {}
         source_mode_env = {**source_env, "SOURCE_MODE": props.source_mode}
         self.functions = ExportFunctions(
             self,
@@ -200,11 +197,22 @@ class ExportStack(Stack):
         for role in roles.values():
             self.table.grant_read_write_data(role)
 
-        secret_statement = iam.PolicyStatement(
-            sid="ReadSourceSecret", actions=["secretsmanager:GetSecretValue"], resources=[self.props.source_secret_arn]
-        )
         for name in READS_SOURCE_SECRET:
-            roles[name].add_to_policy(secret_statement)
+            for statement in self._source_secret_statements():
+                roles[name].add_to_policy(statement)
+            if not self.props.source_secret_arn:
+                nag.wildcard(
+                    roles[name],
+                    f"arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:{MANAGED_SECRETS}",
+                    "With no sourceSecretArn, dbexport logs in with the source cluster's own master user secret, "
+                    "which RDS names rds!cluster-<id>-<suffix>; the cluster arrives with each request.",
+                )
+                nag.wildcard(
+                    roles[name],
+                    "arn:<AWS::Partition>:kms:<AWS::Region>:<AWS::AccountId>:key/*",
+                    "Decrypting is allowed only through Secrets Manager and only for RDS-managed cluster secrets "
+                    "(kms:ViaService and kms:EncryptionContext:SecretARN), whose key the cluster's owner chose.",
+                )
 
         # The user's IamRoleArn arrives with each request (as with the anchor); roles of this account only.
         assume_statement = iam.PolicyStatement(
@@ -290,6 +298,39 @@ class ExportStack(Stack):
             if self.props.source_mode == "clone" and spec.module in CREATES_CLONE:
                 covers.append("kms:CreateGrant/DescribeKey on the source cluster's key, limited to calls via RDS")
             nag.wildcard(roles[spec.module], "*", "Resource * is only for " + "; ".join(covers) + ".")
+
+    def _source_secret_statements(self) -> list[iam.PolicyStatement]:
+        """Reading the secret dbexport logs in with: the stack's, or else any cluster's RDS-managed one."""
+        if self.props.source_secret_arn:
+            return [
+                iam.PolicyStatement(
+                    sid="ReadSourceSecret",
+                    actions=["secretsmanager:GetSecretValue"],
+                    resources=[self.props.source_secret_arn],
+                )
+            ]
+        managed = self.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=MANAGED_SECRETS,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        return [
+            iam.PolicyStatement(
+                sid="ReadClusterSecret", actions=["secretsmanager:GetSecretValue"], resources=[managed]
+            ),
+            # A managed secret may be encrypted with a customer managed key (MasterUserSecretKmsKeyId); the
+            # default aws/secretsmanager key needs no grant.
+            iam.PolicyStatement(
+                sid="DecryptClusterSecret",
+                actions=["kms:Decrypt"],
+                resources=[self.format_arn(service="kms", resource="key", resource_name="*")],
+                conditions={
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{self.region}.amazonaws.com"},
+                    "ArnLike": {"kms:EncryptionContext:SecretARN": managed},
+                },
+            ),
+        ]
 
     def _grant_clone_permissions(self, roles: dict[str, iam.Role]) -> None:
         create_resources = {

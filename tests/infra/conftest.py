@@ -23,7 +23,7 @@ from stacks import ExportStack, ExportStackProps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 CDK_CONTEXT: dict[str, Any] = json.loads((ROOT / "cdk.json").read_text())["context"]
-# A deployable secret, so the default stack carries no placeholder warning.
+# The stack's own source secret (cdk.json names none: each cluster's managed master user secret is used).
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/aurora/exporter-a1B2c3"
 VPC_CONTEXT = {
     "vpcId": "vpc-0123456789abcdef0",
@@ -97,6 +97,11 @@ def vpc_stack(layer_dir: Path) -> Synthesized:
             "maxUnfinishedTasks": "8",
         }
     )
+
+
+@pytest.fixture(scope="session")
+def managed_secret_stack(layer_dir: Path) -> Synthesized:
+    return synthesize({"sourceSecretArn": ""})
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
-from aws_cdk.assertions import Annotations, Match
+from aws_cdk.assertions import Match
 from cdk_nag import AwsSolutionsChecks
 
 from layers import build as layer_build
@@ -439,9 +439,24 @@ def test_bad_settings_fail_synth_naming_the_option(context: dict[str, Any], mess
         ExportStackProps.from_context(app.node)
 
 
-def test_placeholder_secret_warns(layer_dir: Path) -> None:
-    app, stack = make_app({"sourceSecretArn": ExportStackProps().source_secret_arn})
-    Annotations.from_stack(stack).has_warning("/DbExport", Match.string_like_regexp("placeholder"))
+def test_without_a_source_secret_the_clusters_managed_secrets_are_readable(
+    managed_secret_stack: Synthesized,
+) -> None:
+    for module in MODULES:
+        statements = function_role_statements(managed_secret_stack, module)
+        env = function_props(managed_secret_stack, module)["Environment"]["Variables"]
+        assert "SOURCE_SECRET_ARN" not in env, module
+        readers = statements_with(statements, "secretsmanager:GetSecretValue")
+        decrypters = statements_with(statements, "kms:Decrypt")
+        connects = module in ("plan", "export_partition", "finalize", "prepare_source")
+        assert bool(readers) == bool(decrypters) == connects, module
+        for statement in readers:
+            assert mentions(statement["Resource"], ":secret:rds!cluster-*")
+        for statement in decrypters:
+            # only through Secrets Manager, only for RDS-managed cluster secrets
+            conditions = json.dumps(statement["Condition"])
+            assert "kms:ViaService" in conditions and "secretsmanager." in conditions
+            assert "kms:EncryptionContext:SecretARN" in conditions and ":secret:rds!cluster-*" in conditions
 
 
 # --- cdk-nag, cfn-lint, sizes, the CLI ---------------------------------------------------------------------
@@ -473,9 +488,11 @@ def _synth_with_nag(app: cdk.App) -> dict[str, Any]:
     return json.loads((Path(assembly.directory) / "DbExport.template.json").read_text())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("variant", ["default", "vpc"])
+@pytest.mark.parametrize("variant", ["default", "vpc", "managed-secret"])
 def test_cdk_nag_aws_solutions_passes_with_justified_acknowledgments(variant: str, layer_dir: Path) -> None:
     context: dict[str, Any] = {}
+    if variant == "managed-secret":
+        context = {"sourceSecretArn": ""}
     if variant == "vpc":
         context = {**VPC_CONTEXT, "scheduleExpression": "rate(1 day)", "scheduleInput": json.dumps(SCHEDULE_INPUT)}
     app, _ = make_app(context)
@@ -605,7 +622,7 @@ def _require(tool: str) -> str:
 
 @pytest.mark.cdk_cli
 def test_cdk_cli_synth_works_offline(tmp_path: Path, layer_dir: Path) -> None:
-    """`npx cdk synth` with the pinned CLI (package-lock.json), as scripts/synth and the README run it."""
+    """`npx cdk synth` with the pinned CLI (package-lock.json) and cdk.json as it is, as scripts/synth runs it."""
     npm = _require("npm")
     env = {
         **os.environ,
@@ -618,8 +635,7 @@ def test_cdk_cli_synth_works_offline(tmp_path: Path, layer_dir: Path) -> None:
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=ROOT, env=env, check=True, timeout=300)
     out = tmp_path / "cdk.out"
     result = subprocess.run(
-        [str(ROOT / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--no-notices", "--output", str(out)]
-        + ["-c", f"sourceSecretArn={SECRET_ARN}"],
+        [str(ROOT / "node_modules" / ".bin" / "cdk"), "synth", "--quiet", "--no-notices", "--output", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -377,3 +377,40 @@ def test_without_a_stack_secret_the_clusters_managed_secret_is_used(clones, smal
     exported, _ = read_exported(clones.deployment, identifier, small, "items")
     assert exported.num_rows == 1000
     assert clusters() == sorted(["managed", SOURCE])
+
+
+def test_the_secret_as_it_was_when_the_clone_was_made_logs_in_to_the_clone(clones, small):
+    """A rotation during the export changes the source's password, not the clone's: the workers keep the old one."""
+    secrets = boto3.client("secretsmanager")
+
+    def rotate_while_waiting(function: str, event: dict) -> None:
+        if function == "source_ready":
+            secret = json.loads(secrets.get_secret_value(SecretId="source-cluster-secret")["SecretString"])
+            secrets.put_secret_value(
+                SecretId="source-cluster-secret",
+                SecretString=json.dumps({**secret, "username": "rotated_user_the_clone_does_not_have"}),
+            )
+
+    clones.deployment.before_invoke.append(rotate_while_waiting)
+    execution, identifier = export(clones, export_only=[f"{small}.public.items"])
+    assert execution["status"] == "SUCCEEDED", execution
+    assert clones.store.get(identifier).status.value == "COMPLETE"
+    current = json.loads(secrets.get_secret_value(SecretId="source-cluster-secret")["SecretString"])
+    assert current["username"] == "rotated_user_the_clone_does_not_have"  # the rotation did happen
+    exported, _ = read_exported(clones.deployment, identifier, small, "items")
+    assert exported.num_rows == 1000
+
+
+def test_a_source_secret_that_cannot_be_read_fails_the_task_naming_it_before_any_clone(clones, small, monkeypatch):
+    missing = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:no-such-secret-AbCdEf"
+    monkeypatch.setenv("SOURCE_SECRET_ARN", missing)
+    execution, identifier = export(clones, export_only=[f"{small}.public.items"])
+    assert execution["status"] == "FAILED"
+    task = clones.store.get(identifier)
+    assert task.status.value == "FAILED"
+    assert task.failure_cause == (
+        f"dbexport can't read the source secret {missing} (Error code: ResourceNotFoundException). Check that it "
+        "exists and that the stack's functions may read it and decrypt it with its KMS key."
+    )
+    assert "RestoreDBClusterToPointInTime" not in clones.sent
+    assert (clusters(), instances()) == ([SOURCE], [f"{SOURCE}-1"])
