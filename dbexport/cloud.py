@@ -41,7 +41,7 @@ from dbexport.models import (
     Status,
     TablePlan,
 )
-from dbexport.sources import postgres
+from dbexport.sources import EngineName, engine_of, for_url
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED
 from dbexport.validation import parse_export_only
@@ -100,6 +100,8 @@ class Source(BaseModel):
     `secret_version` the version of the secret that was current when the clone was made: the clone keeps the
     password of that moment, even if the source's is rotated during the export.
     `canceled` says the task was canceled before the export began (the state machine goes to Finalize).
+    `engine` is the cluster's (PostgreSQL or MySQL); None where no cluster was described (direct mode with the
+    stack's secret, whose `engine` field then says it).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -110,6 +112,7 @@ class Source(BaseModel):
     secret_arn: str | None = None
     secret_version: str | None = None
     canceled: bool = False
+    engine: EngineName | None = None
 
 
 class PartitionItem(BaseModel):
@@ -172,7 +175,8 @@ def validate(request: dict[str, Any], config: CloudConfig, now: datetime | None 
     task = steps.validate_request(StartExportTaskRequest.model_validate(fields), now, runtime="aws")
     if config.source_mode == "clone":
         # Refused here, with RDS's error codes, rather than failing the task later: nothing is registered.
-        exportable_cluster(boto3.client("rds"), task.source_arn)
+        cluster = exportable_cluster(boto3.client("rds"), task.source_arn)
+        parse_export_only(task.export_only, cluster_engine(cluster))  # MySQL: database or database.table
     config.store().create(task, settings)
     return {"export_task_identifier": task.export_task_identifier, "max_concurrency": config.max_concurrency}
 
@@ -274,6 +278,11 @@ def exportable_cluster(rds: Any, source_arn: str) -> dict[str, Any]:
     return cluster  # type: ignore[no-any-return]
 
 
+def cluster_engine(cluster: dict[str, Any]) -> EngineName:
+    """The engine dbexport reads an Aurora cluster with: aurora-postgresql, or aurora-mysql (and aurora, MySQL 5.6)."""
+    return "postgresql" if cluster.get("Engine") == "aurora-postgresql" else "mysql"
+
+
 def clone_identifier(identifier: str) -> str:
     """The clone's cluster identifier: derived from the task, so Cleanup finds it without state."""
     return f"dbexport-{identifier}"[:63].rstrip("-")
@@ -315,7 +324,10 @@ def prepare_source(identifier: str, config: CloudConfig) -> dict[str, Any]:
             return Source().model_dump()
         cluster = _source_cluster(rds, task)
         return Source(
-            endpoint=cluster["Endpoint"], port=cluster.get("Port"), secret_arn=_managed_secret(cluster, name)
+            endpoint=cluster["Endpoint"],
+            port=cluster.get("Port"),
+            secret_arn=_managed_secret(cluster, name),
+            engine=cluster_engine(cluster),
         ).model_dump()
     cluster = _source_cluster(rds, task)
     secret_arn = None if config.source_secret_arn else _managed_secret(cluster, name)
@@ -363,7 +375,9 @@ def prepare_source(identifier: str, config: CloudConfig) -> dict[str, Any]:
         )
     except rds.exceptions.DBInstanceAlreadyExistsFault:
         log.info("the clone's instance exists already (PrepareSource ran again)")
-    return Source(ready=False, secret_arn=secret_arn, secret_version=secret_version).model_dump()
+    return Source(
+        ready=False, secret_arn=secret_arn, secret_version=secret_version, engine=cluster_engine(cluster)
+    ).model_dump()
 
 
 def _source_cluster(rds: Any, task: ExportTask) -> dict[str, Any]:
@@ -482,14 +496,17 @@ def source_url(config: CloudConfig, source: Source) -> str:
 
     The secret is the stack's (SOURCE_SECRET_ARN, RDS's shape: username, password, host, port) or else
     the cluster's managed master user secret (username and password; the cluster gives host and port).
+    The URL is mysql:// for an Aurora MySQL cluster (or a secret whose `engine` is MySQL's), else postgresql://.
     """
     secret = json.loads(_secret(config.source_secret_arn or source.secret_arn, source.secret_version)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    engine = source.engine or ("mysql" if "mysql" in str(secret.get("engine", "")) else "postgresql")
+    default_port = 3306 if engine == "mysql" else 5432
     if source.endpoint:
-        host, port = source.endpoint, source.port or secret.get("port", 5432)
+        host, port = source.endpoint, source.port or secret.get("port", default_port)
     else:
-        host, port = secret["host"], secret.get("port", 5432)
-    return f"postgresql://{user}:{password}@{host}:{port}/"
+        host, port = secret["host"], secret.get("port", default_port)
+    return f"{engine}://{user}:{password}@{host}:{port}/"
 
 
 def _secret(arn: str | None, version: str | None = None) -> dict[str, Any]:
@@ -512,7 +529,7 @@ def plan(identifier: str, source: dict[str, Any], config: CloudConfig) -> dict[s
     store = config.store()
     task, settings = store.get(identifier), store.settings(identifier)
     url = source_url(config, Source.model_validate(source))
-    selection = parse_export_only(task.export_only)
+    selection = parse_export_only(task.export_only, engine_of(url) or "postgresql")
     with ExitStack() as stack:
         snapshots = steps.open_snapshots(url, selection, stack)
         plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
@@ -553,7 +570,8 @@ def export_partition(
     work = PartitionWork(
         task=task, settings=store.settings(identifier), table=entry.table, partition=entry.partition, snapshot_id=None
     )
-    dsn = postgres.database_dsn(source_url(config, Source.model_validate(source)), entry.table.database)
+    url = source_url(config, Source.model_validate(source))
+    dsn = for_url(url).database_dsn(url, entry.table.database)
     try:
         result = steps.export_partition(work, dsn, destination(task), should_stop=_cancel_poller(store, identifier))
     except ExportCanceled:
@@ -596,8 +614,9 @@ def finalize(identifier: str, source: dict[str, Any], config: CloudConfig) -> di
         by_table.setdefault(result.target, []).append(result)
     url = source_url(config, Source.model_validate(source))
     outcomes = []
+    engine = for_url(url)
     for p in plans:
-        with postgres.connect(postgres.database_dsn(url, p.database)) as conn:
+        with engine.connect(engine.database_dsn(url, p.database)) as conn:
             outcomes += [steps.verify_table(p, t, by_table.get(t.target, []), conn) for t in p.tables]
     target = destination(task)
     final = steps.finalize(task, plans, outcomes, target)

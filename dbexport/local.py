@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import adbc_driver_manager
 import psycopg
+import pymysql
 
 from dbexport import steps
 from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
-from dbexport.sources import postgres
+from dbexport.sources import engine_of, for_url
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
 from dbexport.writer import S3Destination, open_destination
 
@@ -89,7 +90,7 @@ def run_export(
     turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
-    selection = parse_export_only(task.export_only)
+    selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
     stop = should_stop or (lambda: False)
 
     def update(new: ExportTask | None = None, **changes: object) -> None:
@@ -105,7 +106,7 @@ def run_export(
     try:
         destination = destination or _checked_destination(task, endpoint_url)
         with ExitStack() as stack:
-            snapshots = steps.open_snapshots(source_url, selection, stack)
+            snapshots = steps.open_snapshots(source_url, selection, stack, workers=settings.workers)
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             steps.write_export_info(task, destination)
             checkpoint()
@@ -154,13 +155,18 @@ def failure_cause(exc: BaseException) -> str:
     """The FailureCause a user reads: our own message, the database's first line, never a stack trace."""
     if isinstance(exc, DbExportError):
         return str(exc)
-    if isinstance(exc, psycopg.Error | adbc_driver_manager.Error):
+    if isinstance(exc, _DRIVER_ERRORS):
         return f"The source database refused the export: {_first_line(exc)}"
     log.error("unexpected failure", exc_info=exc)
     return UNKNOWN_ERROR
 
 
+_DRIVER_ERRORS = (psycopg.Error, adbc_driver_manager.Error, pymysql.MySQLError)
+
+
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.MySQLError) and len(exc.args) == 2:  # (error number, message)
+        return str(exc.args[1])
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -184,7 +190,8 @@ def _export_partitions(
         ),
         key=lambda w: -w.partition.estimated_bytes,
     )
-    dsns = {plan.database: postgres.database_dsn(source, plan.database) for plan in plans}
+    engine = for_url(source)
+    dsns = {plan.database: engine.database_dsn(source, plan.database) for plan in plans}
     on_rows = tracker.progress.rows if tracker.progress else None
     with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool:
         futures = {
@@ -226,7 +233,7 @@ def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseExce
     """Name the table and partition in the failure a user reads."""
     if isinstance(exc, DbExportError) or exc is None:
         return exc or ExportFailed(UNKNOWN_ERROR)
-    if isinstance(exc, psycopg.Error | adbc_driver_manager.Error):
+    if isinstance(exc, _DRIVER_ERRORS):
         return ExportFailed(
             f"Exporting {work.table.target} (partition {work.partition.index}) failed: {_first_line(exc)}"
         )

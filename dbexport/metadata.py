@@ -89,7 +89,7 @@ def table_status(outcome: TableOutcome) -> dict[str, Any]:
 
 def skipped_status(skipped: SkippedTable) -> dict[str, Any]:
     return {
-        "target": f"{skipped.database}.{skipped.schema_}.{skipped.table}",
+        "target": skipped.target,
         "status": "SKIPPED",
         "reason": skipped.reason,
     }

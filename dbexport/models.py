@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_pascal
 
+from dbexport.sources import EngineName  # noqa: TC001 (pydantic reads it at run time)
+
 GIB = 1024**3
 MIB = 1024**2
 
@@ -106,14 +108,26 @@ class Column(_Frozen):
 
 
 class Partition(_Frozen):
-    """A slice of a table: all rows, a key range or a range of heap pages; bounds are [lower, upper)."""
+    """A slice of a table: all rows, a key range, a range of heap pages or of key tuples; bounds are [lower, upper).
+
+    A `tuple` range compares the row `keys` with `lower_tuple` and `upper_tuple` (MySQL: a primary key whose
+    first column is not an integer); None is an open end.
+    """
 
     index: str
-    kind: Literal["all", "key", "pages"] = "all"
+    kind: Literal["all", "key", "pages", "tuple"] = "all"
     key: str | None = None
     lower: int | None = None
     upper: int | None = None
+    keys: list[str] | None = None
+    lower_tuple: list[int | float | str] | None = None
+    upper_tuple: list[int | float | str] | None = None
     estimated_bytes: int = 0
+
+
+def target_name(engine: EngineName, database: str, schema: str, table: str) -> str:
+    """How export_tables_info names a table: `database.schema.table`; MySQL has no schemas: `database.table`."""
+    return f"{database}.{table}" if engine == "mysql" else f"{database}.{schema}.{table}"
 
 
 class SkippedTable(_Frozen):
@@ -121,8 +135,13 @@ class SkippedTable(_Frozen):
     schema_: str = Field(alias="schema")
     table: str
     reason: str
+    engine: EngineName = "postgresql"
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @property
+    def target(self) -> str:
+        return target_name(self.engine, self.database, self.schema_, self.table)
 
 
 class TablePlan(_Frozen):
@@ -133,12 +152,14 @@ class TablePlan(_Frozen):
     columns: list[Column]
     partitions: list[Partition]
     estimated_bytes: int
+    # MySQL's tables have the database as their schema, and are named `database.table`.
+    engine: EngineName = "postgresql"
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     @property
     def target(self) -> str:
-        return f"{self.database}.{self.schema_}.{self.table}"
+        return target_name(self.engine, self.database, self.schema_, self.table)
 
 
 class ExportPlan(_Frozen):

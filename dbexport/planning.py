@@ -47,3 +47,26 @@ def split_by_pages(pages: int, estimated_bytes: int, target_bytes: int) -> list[
         Partition(index=str(i + 1), kind="pages", lower=lo, upper=hi, estimated_bytes=share)
         for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
     ]
+
+
+def even_cuts(lowest: int, highest: int, count: int) -> list[int]:
+    """Inner cut points that split [lowest, highest] into `count` ranges of equal width (for dense keys)."""
+    return sorted({lowest + (highest - lowest) * i // count for i in range(1, count)} - {lowest})
+
+
+def split_by_tuples(
+    keys: list[str], boundaries: list[list[int | float | str]], estimated_bytes: int
+) -> list[Partition]:
+    """Ranges of key tuples cut at the given boundaries, which must ascend in the source's own order.
+
+    Each row's key compares with one boundary after the other, so it falls in exactly one range: the first
+    and last are open, and each inner bound is the upper bound of one range and the lower of the next.
+    """
+    if not boundaries:
+        return [Partition(index="1", estimated_bytes=estimated_bytes)]
+    bounds: list[list[int | float | str] | None] = [None, *boundaries, None]
+    share = estimated_bytes // (len(bounds) - 1)
+    return [
+        Partition(index=str(i + 1), kind="tuple", keys=keys, lower_tuple=lo, upper_tuple=hi, estimated_bytes=share)
+        for i, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False))
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,14 +13,22 @@ from dbexport.errors import ExportFailed, InvalidParameterValue
 from dbexport.models import (
     ExportPlan,
     ExportTask,
+    Partition,
     PartitionResult,
     SkippedTable,
     Status,
     TablePlan,
 )
-from dbexport.planning import partition_count, quantile_fractions, split_by_key, split_by_pages
-from dbexport.sources import postgres
-from dbexport.typemap import arrow_schema, map_column, value_probe
+from dbexport.planning import (
+    even_cuts,
+    partition_count,
+    quantile_fractions,
+    split_by_key,
+    split_by_pages,
+    split_by_tuples,
+)
+from dbexport.sources import engine_of, for_table, for_url, mysql, postgres
+from dbexport.typemap import arrow_schema, map_column, map_mysql_column, mysql_needs_probe, value_probe
 from dbexport.validation import (
     LOCAL_PREFIX,
     parse_export_only,
@@ -35,9 +44,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import ExitStack
 
-    import psycopg
-
     from dbexport.models import ExportSettings, PartitionWork, Runtime, StartExportTaskRequest
+    from dbexport.sources import EngineName
     from dbexport.sources.postgres import CatalogTable, Snapshot
     from dbexport.typemap import ProbeKind
     from dbexport.validation import Selection
@@ -59,24 +67,22 @@ def validate_request(
 ) -> ExportTask:
     """Check the request's shapes and names; return the new task, STARTING.
 
-    The local runtime exports a PostgreSQL URL; the AWS runtime an Aurora cluster ARN, and like the
-    anchor it needs the IAM role and KMS key that write to the bucket.
+    The local runtime exports a PostgreSQL or MySQL URL; the AWS runtime an Aurora cluster ARN, and like
+    the anchor it needs the IAM role and KMS key that write to the bucket.
     """
     validate_identifier(request.export_task_identifier)
     validate_s3_prefix(request.s3_prefix)
     if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
         validate_bucket_name(request.s3_bucket_name)
-    parse_export_only(request.export_only)
+    # A cluster ARN does not say its engine: the AWS runtime checks MySQL's forms once it knows (cloud.validate).
+    parse_export_only(request.export_only, engine_of(request.source_arn) or "postgresql")
     if runtime == "aws":
         validate_cluster_arn(request.source_arn)
         for name, value in (("IamRoleArn", request.iam_role_arn), ("KmsKeyId", request.kms_key_id)):
             if not value:
                 raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
-    elif not postgres.is_postgres_url(request.source_arn):
-        raise InvalidParameterValue(
-            f"The source {postgres.redact(request.source_arn)!r} is not supported: give a PostgreSQL URL "
-            "such as postgresql://user@host:5432/ (Aurora cluster ARNs are for the AWS runtime)."
-        )
+    else:
+        for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
     return ExportTask(
         export_task_identifier=request.export_task_identifier,
         source_arn=postgres.redact(request.source_arn),
@@ -101,30 +107,35 @@ def _skip_reason(relation: CatalogTable) -> str | None:
     return None
 
 
-def open_snapshots(source_url: str, selection: Selection, stack: ExitStack) -> dict[str, Snapshot]:
-    """A snapshot of each database the selection wants, held open until `stack` closes."""
-    databases = postgres.list_databases(source_url)
+def open_snapshots(
+    source_url: str, selection: Selection, stack: ExitStack, workers: int = 0
+) -> dict[str, Snapshot | mysql.Snapshot]:
+    """A snapshot of each database the selection wants, held open until `stack` closes.
+
+    MySQL's snapshot can't be joined later: its `workers` connections start theirs now (see mysql.open_snapshots).
+    """
+    databases = for_url(source_url).list_databases(source_url)
     missing = sorted(selection.database_names() - set(databases))
     if missing:
         raise ExportFailed(
             f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
         )
-    return {
-        db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(source_url, db)))
-        for db in databases
-        if selection.wants_database(db)
-    }
+    wanted = [db for db in databases if selection.wants_database(db)]
+    if engine_of(source_url) == "mysql":
+        return dict(stack.enter_context(mysql.open_snapshots(source_url, wanted, workers)))
+    return {db: stack.enter_context(postgres.open_snapshot(postgres.database_dsn(source_url, db))) for db in wanted}
 
 
-def plan_database(snapshot: Snapshot, database: str, selection: Selection, settings: ExportSettings) -> ExportPlan:
+def plan_database(
+    snapshot: Snapshot | mysql.Snapshot, database: str, selection: Selection, settings: ExportSettings
+) -> ExportPlan:
     """Catalog, selection, skip rules, type mapping and partitions of one database, in its snapshot."""
+    if isinstance(snapshot, mysql.Snapshot):
+        return _plan_mysql_database(snapshot, database, selection, settings)
     conn = snapshot.conn
     relations = postgres.list_relations(conn)
     _check_selection_matches(database, selection, relations, postgres.list_schemas(conn))
-    tables: list[TablePlan] = []
-    skipped: list[SkippedTable] = []
-    skipped_objectives: list[dict[str, str]] = []
-    warnings: list[str] = []
+    planned = _Planned(database)
     for relation in relations:
         # A partition is exported through the partitioned table above it, when that one is exported.
         if any(selection.wants_table(database, *ancestor) for ancestor in relation.ancestors):
@@ -133,30 +144,51 @@ def plan_database(snapshot: Snapshot, database: str, selection: Selection, setti
             continue
         if relation.kind in _NOT_EXPORTED_KINDS:
             if (database, relation.schema, relation.name) in selection.tables:
-                skipped_objectives.append(
-                    {
-                        "objective": f"{database}.{relation.schema}.{relation.name}",
-                        "reason": f"It is a {_NOT_EXPORTED_KINDS[relation.kind]}; only tables are exported.",
-                    }
-                )
+                planned.not_a_table(f"{database}.{relation.schema}.{relation.name}", _NOT_EXPORTED_KINDS[relation.kind])
             continue
         skip = _skip_reason(relation)
-        table = skip or _plan_table(conn, database, relation, settings, warnings)
+        planned.add(
+            relation.schema, relation.name, skip or _plan_table(conn, database, relation, settings, planned.warnings)
+        )
+    return planned.plan(snapshot)
+
+
+@dataclass
+class _Planned:
+    """What planning one database gathers, table by table."""
+
+    database: str
+    engine: EngineName = "postgresql"
+    tables: list[TablePlan] = field(default_factory=list)
+    skipped: list[SkippedTable] = field(default_factory=list)
+    # ExportOnly names of things that are not tables (a view, a foreign table).
+    skipped_objectives: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def not_a_table(self, objective: str, kind: str) -> None:
+        self.skipped_objectives.append({"objective": objective, "reason": f"It is a {kind}; only tables are exported."})
+
+    def add(self, schema: str, name: str, table: TablePlan | str) -> None:
+        """A table's plan, or the reason it is skipped."""
         if isinstance(table, TablePlan):
-            tables.append(table)
+            self.tables.append(table)
         else:
-            skipped.append(SkippedTable(database=database, schema=relation.schema, table=relation.name, reason=table))
-    tables = _without_folder_conflicts(tables, skipped, warnings)
-    log.info("planned database %s: %d tables, %d skipped", database, len(tables), len(skipped))
-    return ExportPlan(
-        database=database,
-        snapshot_id=snapshot.snapshot_id,
-        snapshot_time=snapshot.snapshot_time,
-        tables=tables,
-        skipped=skipped,
-        skipped_objectives=skipped_objectives,
-        general_warnings=warnings,
-    )
+            self.skipped.append(
+                SkippedTable(database=self.database, schema=schema, table=name, reason=table, engine=self.engine)
+            )
+
+    def plan(self, snapshot: Snapshot | mysql.Snapshot) -> ExportPlan:
+        tables = _without_folder_conflicts(self.tables, self.skipped, self.warnings)
+        log.info("planned database %s: %d tables, %d skipped", self.database, len(tables), len(self.skipped))
+        return ExportPlan(
+            database=self.database,
+            snapshot_id=snapshot.snapshot_id,
+            snapshot_time=snapshot.snapshot_time,
+            tables=tables,
+            skipped=self.skipped,
+            skipped_objectives=self.skipped_objectives,
+            general_warnings=self.warnings,
+        )
 
 
 def _without_folder_conflicts(
@@ -179,7 +211,13 @@ def _without_folder_conflicts(
                 continue
             dropped.add(id(table))
             skipped.append(
-                SkippedTable(database=table.database, schema=table.schema_, table=table.table, reason=_PATH_CONFLICT)
+                SkippedTable(
+                    database=table.database,
+                    schema=table.schema_,
+                    table=table.table,
+                    reason=_PATH_CONFLICT,
+                    engine=table.engine,
+                )
             )
             warnings.append(
                 f"The table {table.target} is not exported: its folder {folder} is the folder of {keep.target}."
@@ -197,6 +235,10 @@ def _check_selection_matches(
     tables = {(r.schema, r.name) for r in relations}
     missing = [".".join((db, s)) for db, s in selection.schemas if db == database and s not in schemas]
     missing += [".".join((db, s, t)) for db, s, t in selection.tables if db == database and (s, t) not in tables]
+    _refuse_missing(missing)
+
+
+def _refuse_missing(missing: list[str]) -> None:
     if missing:
         raise ExportFailed(
             f"ExportOnly names {', '.join(sorted(missing))}, which the source cluster does not have. "
@@ -272,6 +314,78 @@ def _partitions(conn: Any, relation: CatalogTable, size: postgres.TableSize, set
     return split_by_pages(size.pages, size.bytes, settings.partition_target_bytes)
 
 
+def _plan_mysql_database(
+    snapshot: mysql.Snapshot, database: str, selection: Selection, settings: ExportSettings
+) -> ExportPlan:
+    """plan_database for MySQL: a database's tables are named `database.table`, and have no schema."""
+    conn = snapshot.conn
+    relations = mysql.list_relations(conn, database)
+    names = {r.name for r in relations}
+    _refuse_missing([f"{db}.{t}" for db, _, t in selection.tables if db == database and t not in names])
+    planned = _Planned(database, "mysql", warnings=list(snapshot.warnings))
+    for relation in relations:
+        if not selection.wants_table(database, database, relation.name):
+            continue
+        if relation.kind != "table":
+            if (database, database, relation.name) in selection.tables:
+                planned.not_a_table(f"{database}.{relation.name}", relation.kind)
+            continue
+        skip = "TABLE_NAME_HAS_SLASH" if "/" in relation.name else None
+        if not relation.readable:
+            skip = skip or "PERMISSIONS_DO_NOT_EXIST"
+        planned.add(
+            database,
+            relation.name,
+            skip or _plan_mysql_table(conn, database, relation.name, settings, planned.warnings),
+        )
+    return planned.plan(snapshot)
+
+
+def _plan_mysql_table(
+    conn: Any, database: str, name: str, settings: ExportSettings, warnings: list[str]
+) -> TablePlan | str:
+    """A MySQL table's plan, or the reason it is skipped."""
+    source_columns = mysql.list_columns(conn, database, name)
+    if any(_BAD_COLUMN_CHARS & set(c.name) for c in source_columns):
+        return "COLUMN_NAME_HAS_UNSUPPORTED_CHARACTERS"
+    probed = [c.name for c in source_columns if mysql_needs_probe(c, settings.type_mapping)]
+    zero_dates = mysql.zero_date_columns(conn, database, name, probed) if probed else frozenset()
+    warnings += [
+        f"Column {database}.{name}.{column} holds zero dates (0000-00-00), a zero month or day, or year 0, which "
+        "a Parquet date or timestamp can't hold: it is exported as text (STRING), as MySQL prints it."
+        for column in sorted(zero_dates)
+    ]
+    size = mysql.table_size(conn, database, name)
+    return TablePlan(
+        database=database,
+        schema=database,
+        table=name,
+        engine="mysql",
+        columns=[map_mysql_column(c, settings.type_mapping, c.name in zero_dates) for c in source_columns],
+        partitions=_mysql_partitions(conn, database, name, size, settings),
+        estimated_bytes=size.bytes,
+    )
+
+
+def _mysql_partitions(
+    conn: Any, database: str, name: str, size: mysql.TableSize, settings: ExportSettings
+) -> list[Partition]:
+    """Ranges of an integer key's first column, else of the key's tuples; one partition without a usable key."""
+    count = partition_count(size.bytes, settings.partition_target_bytes)
+    key = mysql.table_key(conn, database, name) if count > 1 else None
+    if (column := mysql.integer_key(key)) is not None:
+        # The key's smallest and largest values cost two index lookups; an uneven key makes uneven partitions.
+        bounds = mysql.key_range(conn, database, name, column)
+        return split_by_key(column, even_cuts(*bounds, count) if bounds else [], size.bytes)
+    if (columns := mysql.tuple_key(key)) is not None:
+        every = max(1, size.estimated_rows // count)
+        boundaries = mysql.key_boundaries(conn, database, name, columns, every)
+        if len(boundaries) >= count:  # the row estimate was low: keep count - 1 of them, evenly spaced
+            boundaries = [boundaries[len(boundaries) * i // count] for i in range(1, count)]
+        return split_by_tuples(columns, boundaries, size.bytes)
+    return [Partition(index="1", estimated_bytes=size.bytes)]
+
+
 def _size(n: int) -> str:
     """A byte count as a user reads it: 500 MB, 1.5 GB, 300 kB."""
     for unit, scale in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
@@ -294,7 +408,7 @@ def export_partition(
 ) -> PartitionResult:
     """Read one partition inside the shared snapshot and write its Parquet objects."""
     table, partition = work.table, work.partition
-    batches = postgres.read_partition(dsn, work.snapshot_id, table, partition)
+    batches = for_table(table).read_partition(dsn, work.snapshot_id, table, partition)
     written = write_partition(
         batches,
         arrow_schema(table.columns),
@@ -316,11 +430,11 @@ def export_partition(
 
 
 def verify_table(
-    plan: ExportPlan, table: TablePlan, results: list[PartitionResult], conn: psycopg.Connection[Any]
+    plan: ExportPlan, table: TablePlan, results: list[PartitionResult], conn: Any
 ) -> metadata.TableOutcome:
     """Compare the rows written with the rows the source holds (in the snapshot `conn` reads)."""
     rows = sum(r.rows for r in results)
-    source_rows = postgres.count_rows(conn, table)
+    source_rows = for_table(table).count_rows(conn, table)
     if rows != source_rows:
         log.error("%s: exported %d rows, the source has %d", table.target, rows, source_rows)
     return metadata.TableOutcome(

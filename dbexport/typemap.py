@@ -1,4 +1,4 @@
-"""PostgreSQL types -> Parquet: the anchor's `aurora` mapping and dbexport's `typed` one (pure)."""
+"""PostgreSQL and MySQL types -> Parquet: the anchor's `aurora` mapping and dbexport's `typed` one (pure)."""
 
 from __future__ import annotations
 
@@ -175,6 +175,107 @@ def _native(col: SourceColumn, export_type: str) -> Column:
         read_as="native",
         cast_to=col.base_type if col.is_domain else None,
         export_type=export_type,
+    )
+
+
+@dataclass(frozen=True)
+class MySQLColumn:
+    """A MySQL or MariaDB column as information_schema.COLUMNS describes it."""
+
+    name: str
+    data_type: str  # DATA_TYPE: int, varchar, datetime, ...
+    unsigned: bool = False
+    numeric_precision: int | None = None
+    numeric_scale: int | None = None
+
+    @property
+    def original_type(self) -> str:
+        """originalType in export_tables_info: DATA_TYPE, and `unsigned` when it is."""
+        return f"{self.data_type} unsigned" if self.unsigned else self.data_type
+
+
+# The anchor's MySQL mapping (REFERENCE.md), by DATA_TYPE, signed and unsigned.
+_MYSQL_INTEGERS: dict[str, tuple[str, str]] = {
+    "tinyint": ("int32", "int16"),
+    "smallint": ("int32", "int32"),
+    "mediumint": ("int32", "int64"),
+    "int": ("int32", "int64"),
+    "bigint": ("int64", "decimal"),  # bigint unsigned: DECIMAL(20,0)
+}
+MYSQL_SPATIAL = frozenset(
+    {
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+        "geomcollection",
+    }
+)
+_MYSQL_NATIVE = {
+    "float": "float64",
+    "double": "float64",
+    "year": "int32",
+    "bit": "binary",
+    "binary": "binary",
+    "varbinary": "binary",
+    "tinyblob": "binary",
+    "blob": "binary",
+    "mediumblob": "binary",
+    "longblob": "binary",
+    **dict.fromkeys(MYSQL_SPATIAL, "binary"),
+    # Read as MySQL prints them (char keeps no padding, as MySQL strips it; time may exceed a day).
+    **dict.fromkeys(
+        ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json", "time", "date"),
+        "string",
+    ),
+    "datetime": "timestamp",
+    "timestamp": "timestamptz",  # stored in UTC; the session's time zone is UTC
+}
+# Temporal types whose typed forms can't hold MySQL's zero dates (0000-00-00), zero parts (2024-00-10) or year 0.
+MYSQL_DATE_TYPES = frozenset({"date", "datetime", "timestamp"})
+
+
+def mysql_needs_probe(col: MySQLColumn, mapping: TypeMapping) -> bool:
+    """Whether the column's mapped form is a typed date or timestamp, which zero dates would not fit."""
+    return col.data_type in ("datetime", "timestamp") or (col.data_type == "date" and mapping == "typed")
+
+
+def map_mysql_column(col: MySQLColumn, mapping: TypeMapping, unrepresentable: bool = False) -> Column:
+    """How to read and write one MySQL column.
+
+    `unrepresentable` says the column holds a zero date (or a zero month or day, or year 0): it is exported
+    as MySQL's own text of the value, as a date column is under the anchor's mapping.
+    """
+    export_type = _MYSQL_NATIVE.get(col.data_type, "string")
+    precision = scale = None
+    if col.data_type in _MYSQL_INTEGERS:
+        export_type = _MYSQL_INTEGERS[col.data_type][col.unsigned]
+        if export_type == "decimal":
+            precision, scale = 20, 0
+    elif col.data_type in ("decimal", "numeric"):
+        p, s = col.numeric_precision, col.numeric_scale
+        if p is not None and s is not None and p <= _MAX_DECIMAL_PRECISION:
+            export_type, precision, scale = "decimal", p, s
+    elif col.data_type == "date" and mapping == "typed":
+        export_type = "date"
+    if unrepresentable and col.data_type in MYSQL_DATE_TYPES:
+        export_type = "string"
+    known = (
+        col.data_type in _MYSQL_NATIVE or col.data_type in _MYSQL_INTEGERS or col.data_type in ("decimal", "numeric")
+    )
+    return Column(
+        name=col.name,
+        original_type=col.original_type,
+        # text: read as the server's text of the value (a type dbexport does not know, or a bigint unsigned,
+        # which becomes a decimal through its text).
+        read_as="text" if not known or export_type == "decimal" else "native",
+        export_type=export_type,
+        precision=precision,
+        scale=scale,
     )
 
 
