@@ -283,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start-export-task", help="export a cluster to S3 or a local directory")
     start.add_argument("--export-task-identifier", required=True)
     start.add_argument(
-        "--source-arn", required=True, help="postgresql://user@host:5432/[database], or with --stack-name a cluster ARN"
+        "--source-arn",
+        required=True,
+        help="postgresql://user@host:5432/[database], mysql://user@host:3306/[database] (or mariadb://), "
+        "or with --stack-name a cluster ARN",
     )
     start.add_argument("--s3-bucket-name", required=True, help="a bucket, or file:///path for a local directory")
     start.add_argument("--iam-role-arn")

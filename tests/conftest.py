@@ -1,4 +1,4 @@
-"""Shared fixtures: a real PostgreSQL server, a database per test, moto's S3 server over HTTP."""
+"""Shared fixtures: real PostgreSQL and MySQL/MariaDB servers, a database per test, moto's S3 server over HTTP."""
 
 from __future__ import annotations
 
@@ -6,16 +6,19 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import boto3
 import psycopg
+import pymysql
 import pytest
 from moto.server import ThreadedMotoServer
 from psycopg import sql
 
-from tests.helpers import with_database
+from tests.helpers import mysql_connect, with_database
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MYSQL = "mysql://root@127.0.0.1:3306/"
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +49,40 @@ def source(pg_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    """The MySQL/MariaDB server under test: DBEXPORT_TEST_MYSQL_URL, or the local one.
+
+    Without one the MySQL tests skip, saying why; under CI=true they fail instead, since a run that skips
+    them proves nothing about the MySQL path.
+    """
+    url = os.environ.get("DBEXPORT_TEST_MYSQL_URL", DEFAULT_MYSQL)
+    try:
+        mysql_connect(url).close()
+    except pymysql.MySQLError as exc:
+        reason = (
+            f"No MySQL/MariaDB server answers at {urlsplit(url).netloc} ({exc.args[-1]}): install one "
+            "(apt-get install mariadb-server) or set DBEXPORT_TEST_MYSQL_URL"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return url
+
+
+@pytest.fixture
+def mysql_source(mysql_url: str) -> Iterator[str]:
+    """A fresh, uniquely named MySQL database; yields its URL and drops it afterwards."""
+    name = f"dbexport_test_{uuid.uuid4().hex[:10]}"
+    with mysql_connect(mysql_url) as admin, admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield with_database(mysql_url, name)
+    finally:
+        with mysql_connect(mysql_url) as admin, admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture(scope="session")

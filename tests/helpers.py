@@ -16,10 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pymysql
 from psycopg import sql
 
 from dbexport.local import run_export
-from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest
+from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest, Status
 from dbexport.steps import validate_request
 
 
@@ -32,6 +33,33 @@ def execute(url: str, statements: str) -> None:
     """Run SQL in the test database, autocommit."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(statements)
+
+
+def mysql_connect(url: str) -> Any:
+    """A plain pymysql connection to the server (and database) a mysql:// URL names, autocommit."""
+    parts = urlsplit(url)
+    return pymysql.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        database=parts.path.strip("/") or None,
+        charset="utf8mb4",
+        autocommit=True,
+    )
+
+
+def mysql_execute(url: str, *statements: str) -> None:
+    """Run SQL statements, one by one, in the test's MySQL database."""
+    with mysql_connect(url) as conn, conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+
+
+def mysql_query(url: str, statement: str) -> list[tuple[Any, ...]]:
+    with mysql_connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement)
+        return list(cur.fetchall())
 
 
 def export(
@@ -47,6 +75,21 @@ def export(
         )
     )
     return run_export(task, url, settings or ExportSettings())
+
+
+class WritesDuringExport:
+    """An on_update callback: each time the task moves while IN_PROGRESS (planned, then as partitions finish),
+    it commits `write(n)`, n counting from 1."""
+
+    def __init__(self, write: Callable[[int], None]) -> None:
+        self.write = write
+        self.count = 0
+
+    def __call__(self, task: ExportTask) -> None:
+        if task.status != Status.IN_PROGRESS:
+            return
+        self.count += 1
+        self.write(self.count)
 
 
 def read_table(out: Path, export_id: str, database: str, schema: str, table: str) -> pa.Table:

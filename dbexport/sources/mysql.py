@@ -132,7 +132,7 @@ def _query(conn: Any, statement: str, params: list[Any] | None = None) -> list[t
 def list_databases(source: str) -> list[str]:
     """The databases to export: the one the URL names, or every one but the system databases."""
     named = source_database(source)
-    with connect(database_dsn(source, "")) as conn:
+    with connect(source) as conn:
         rows = _query(
             conn,
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN %s ORDER BY SCHEMA_NAME",
@@ -185,10 +185,9 @@ def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Itera
     first database's plan says so. With no workers (the AWS runtime reads a clone nobody writes to) there
     is nothing to synchronize.
     """
-    dsn = database_dsn(source, "")
     with ExitStack() as stack:
-        conns = [stack.enter_context(connect(dsn)) for _ in range(workers + 1)]
-        lock = stack.enter_context(connect(dsn)) if workers else None
+        conns = [stack.enter_context(connect(source)) for _ in range(workers + 1)]
+        lock = stack.enter_context(connect(source)) if workers else None
         warnings: list[str] = []
         locked = False
         if lock is not None:

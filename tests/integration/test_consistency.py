@@ -5,9 +5,9 @@ from __future__ import annotations
 import psycopg
 
 from dbexport.local import run_export
-from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest, Status
+from dbexport.models import ExportSettings, StartExportTaskRequest, Status
 from dbexport.steps import validate_request
-from tests.helpers import database_of, execute, read_table
+from tests.helpers import WritesDuringExport, database_of, execute, read_table
 
 
 def test_rows_written_during_the_export_never_appear(source, tmp_path):
@@ -21,14 +21,8 @@ def test_rows_written_during_the_export_never_appear(source, tmp_path):
         ANALYZE;
         """,
     )
-    writes = 0
 
-    def write_while_exporting(task: ExportTask) -> None:
-        # Each time the task moves (planned, then after partitions finish), commit more changes.
-        nonlocal writes
-        if task.status != Status.IN_PROGRESS:
-            return
-        writes += 1
+    def write(writes: int) -> None:
         with psycopg.connect(source, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO accounts SELECT i, 1 FROM generate_series(100001 + %s * 100, 100050 + %s * 100) i",
@@ -47,11 +41,11 @@ def test_rows_written_during_the_export_never_appear(source, tmp_path):
         ),
         source,
         ExportSettings(partition_target_bytes=128 * 1024, workers=2),
-        on_update=write_while_exporting,
+        on_update=(writes := WritesDuringExport(write)),
     )
 
     assert task.status == Status.COMPLETE, task.failure_cause
-    assert writes >= 2, "the test must write while partitions are still being exported"
+    assert writes.count >= 2, "the test must write while partitions are still being exported"
     db = database_of(source)
     accounts = read_table(tmp_path, "consistent", db, "public", "accounts")
     assert sorted(accounts.column("id").to_pylist()) == list(range(1, 30001))

@@ -7,7 +7,14 @@ import math
 import pytest
 
 from dbexport.models import Partition
-from dbexport.planning import partition_count, quantile_fractions, split_by_key, split_by_pages
+from dbexport.planning import (
+    even_cuts,
+    partition_count,
+    quantile_fractions,
+    split_by_key,
+    split_by_pages,
+    split_by_tuples,
+)
 
 
 def _covers(partitions: list[Partition], value: int) -> list[str]:
@@ -95,3 +102,22 @@ def test_split_by_pages_small_or_empty_table_is_one_partition() -> None:
     assert [p.kind for p in split_by_pages(0, 0, 100)] == ["all"]
     assert [p.kind for p in split_by_pages(0, 10**6, 100)] == ["all"]
     assert [p.kind for p in split_by_pages(50, 99, 100)] == ["all"]
+
+
+@pytest.mark.parametrize(
+    ("lowest", "highest", "count", "expected"),
+    [(0, 100, 4, [25, 50, 75]), (-10, 10, 2, [0]), (5, 5, 3, []), (0, 2, 4, [1]), (-(2**63), 2**63 - 1, 2, [-1])],
+)
+def test_even_cuts(lowest: int, highest: int, count: int, expected: list[int]) -> None:
+    assert even_cuts(lowest, highest, count) == expected
+
+
+def test_key_tuple_ranges_chain_each_bound_and_leave_both_ends_open() -> None:
+    parts = split_by_tuples(["a", "b"], [["k", 1], ["m", 0]], 300)
+    assert [(p.index, p.kind, p.keys, p.lower_tuple, p.upper_tuple) for p in parts] == [
+        ("1", "tuple", ["a", "b"], None, ["k", 1]),
+        ("2", "tuple", ["a", "b"], ["k", 1], ["m", 0]),
+        ("3", "tuple", ["a", "b"], ["m", 0], None),
+    ]
+    assert [p.estimated_bytes for p in parts] == [100, 100, 100]
+    assert split_by_tuples(["a"], [], 7) == [Partition(index="1", estimated_bytes=7)]

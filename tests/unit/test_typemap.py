@@ -6,7 +6,17 @@ import pyarrow as pa
 import pytest
 
 from dbexport.models import Column
-from dbexport.typemap import SourceColumn, arrow_schema, arrow_type, exported_type_name, map_column, value_probe
+from dbexport.typemap import (
+    MySQLColumn,
+    SourceColumn,
+    arrow_schema,
+    arrow_type,
+    exported_type_name,
+    map_column,
+    map_mysql_column,
+    mysql_needs_probe,
+    value_probe,
+)
 
 TEXT_OUT = ("pg_catalog", "textout")
 
@@ -241,3 +251,52 @@ def test_typed_array_of_other_elements_is_string_and_not_probed(element):
 def test_typed_exports_other_types_as_aurora_does(col):
     assert mapped(col, "typed") == mapped(col, "aurora")
     assert value_probe(col, "typed") is None
+
+
+@pytest.mark.parametrize(
+    ("data_type", "unsigned", "precision", "scale", "aurora", "typed"),
+    [
+        ("bigint", False, None, None, pa.int64(), pa.int64()),
+        ("bigint", True, None, None, pa.decimal128(20, 0), pa.decimal128(20, 0)),
+        ("int", False, None, None, pa.int32(), pa.int32()),
+        ("int", True, None, None, pa.int64(), pa.int64()),
+        ("mediumint", False, None, None, pa.int32(), pa.int32()),
+        ("mediumint", True, None, None, pa.int64(), pa.int64()),
+        ("smallint", False, None, None, pa.int32(), pa.int32()),
+        ("smallint", True, None, None, pa.int32(), pa.int32()),
+        ("tinyint", False, None, None, pa.int32(), pa.int32()),
+        ("tinyint", True, None, None, pa.int16(), pa.int16()),
+        ("float", False, None, None, pa.float64(), pa.float64()),
+        ("double", False, None, None, pa.float64(), pa.float64()),
+        ("decimal", False, 38, 38, pa.decimal128(38, 38), pa.decimal128(38, 38)),
+        ("decimal", False, 39, 2, pa.string(), pa.string()),
+        ("bit", False, None, None, pa.binary(), pa.binary()),
+        ("varbinary", False, None, None, pa.binary(), pa.binary()),
+        ("longblob", False, None, None, pa.binary(), pa.binary()),
+        ("enum", False, None, None, pa.string(), pa.string()),
+        ("set", False, None, None, pa.string(), pa.string()),
+        ("longtext", False, None, None, pa.string(), pa.string()),
+        ("json", False, None, None, pa.string(), pa.string()),
+        ("date", False, None, None, pa.string(), pa.date32()),
+        ("time", False, None, None, pa.string(), pa.string()),
+        ("datetime", False, None, None, pa.timestamp("us"), pa.timestamp("us")),
+        ("timestamp", False, None, None, pa.timestamp("us", tz="UTC"), pa.timestamp("us", tz="UTC")),
+        ("year", False, None, None, pa.int32(), pa.int32()),
+        ("point", False, None, None, pa.binary(), pa.binary()),
+        ("inet6", False, None, None, pa.string(), pa.string()),  # MariaDB's own types: their text
+    ],
+)
+def test_mysql_mapping(data_type, unsigned, precision, scale, aurora, typed) -> None:
+    col = MySQLColumn("c", data_type, unsigned, precision, scale)
+    assert arrow_type(map_mysql_column(col, "aurora")) == aurora
+    assert arrow_type(map_mysql_column(col, "typed")) == typed
+
+
+def test_mysql_zero_dates_make_a_temporal_column_text() -> None:
+    for data_type in ("date", "datetime", "timestamp"):
+        col = MySQLColumn("c", data_type)
+        assert mysql_needs_probe(col, "typed")
+        assert arrow_type(map_mysql_column(col, "typed", unrepresentable=True)) == pa.string()
+    assert not mysql_needs_probe(MySQLColumn("c", "date"), "aurora")  # text already
+    assert mysql_needs_probe(MySQLColumn("c", "datetime"), "aurora")
+    assert map_mysql_column(MySQLColumn("c", "bigint", unsigned=True), "aurora").original_type == "bigint unsigned"

@@ -114,6 +114,21 @@ def test_parse_export_only_too_many_parts() -> None:
         parse_export_only(["db.schema.table.column"])
 
 
+def test_parse_export_only_mysql_forms() -> None:
+    selection = parse_export_only(["db1", "db2.orders"], "mysql")
+    assert selection.databases == {"db1"}
+    assert selection.schemas == set()
+    # A MySQL table's schema is its database.
+    assert selection.tables == {("db2", "db2", "orders")}
+    assert selection.wants_table("db2", "db2", "orders")
+    assert not selection.wants_table("db2", "db2", "other")
+
+
+def test_parse_export_only_mysql_has_no_schema_form() -> None:
+    with pytest.raises(InvalidExportOnly, match=r"use database or database\.table.*MySQL has no schemas"):
+        parse_export_only(["db.schema.table"], "mysql")
+
+
 def test_parse_export_only_size_limit() -> None:
     parse_export_only([f"db.s.t{i:06d}" for i in range(200 * 1024 // 12)])
     with pytest.raises(InvalidExportOnly, match="200 KB"):
