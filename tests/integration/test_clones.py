@@ -45,11 +45,11 @@ class Clones:
     sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # RDS requests, by operation
 
 
-def aurora_cluster(name: str, port: int, **extra: Any) -> None:
+def aurora_cluster(name: str, port: int, engine: str = "aurora-postgresql", **extra: Any) -> None:
     rds = boto3.client("rds")
     rds.create_db_cluster(
         DBClusterIdentifier=name,
-        Engine="aurora-postgresql",
+        Engine=engine,
         MasterUsername="postgres",
         **({"MasterUserPassword": "unused-password"} if "ManageMasterUserPassword" not in extra else {}),
         Port=port,
@@ -58,7 +58,7 @@ def aurora_cluster(name: str, port: int, **extra: Any) -> None:
     rds.create_db_instance(
         DBInstanceIdentifier=f"{name}-1",
         DBClusterIdentifier=name,
-        Engine="aurora-postgresql",
+        Engine=engine,
         DBInstanceClass=WRITER_CLASS,
     )
 
