@@ -68,8 +68,8 @@ _TUPLE_KEY_TYPES = _INTEGER_TYPES | {
 }  # not enum or set: ORDER BY sorts them by their index, a comparison with a string by their text
 # Rows of a batch: the first batch is this many, the next ones are sized to about BATCH_BYTES of Arrow data.
 _FIRST_BATCH_ROWS = 1000
-_MAX_BATCH_ROWS = 200_000
-BATCH_BYTES = 8 * 1024 * 1024
+_MAX_BATCH_ROWS = 50_000
+BATCH_BYTES = 2 * 1024 * 1024
 
 
 def quote(name: str) -> str:
@@ -187,26 +187,22 @@ def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Itera
     """
     with ExitStack() as stack:
         conns = [stack.enter_context(connect(source)) for _ in range(workers + 1)]
-        lock = stack.enter_context(connect(source)) if workers else None
         warnings: list[str] = []
-        locked = False
-        if lock is not None:
-            try:
-                _query(lock, "FLUSH TABLES WITH READ LOCK")
-                locked = True
-            except pymysql.MySQLError as exc:
-                if exc.args[0] not in _FTWRL_REFUSED:
-                    raise
-                log.warning("FLUSH TABLES WITH READ LOCK refused: %s", _message(exc))
-                warnings.append(_UNSYNCHRONIZED)
-        try:
+        with ExitStack() as locked:
+            if workers:
+                lock = locked.enter_context(connect(source))
+                try:
+                    _query(lock, "FLUSH TABLES WITH READ LOCK")
+                    locked.callback(_query, lock, "UNLOCK TABLES")
+                except pymysql.MySQLError as exc:
+                    if exc.args[0] not in _FTWRL_REFUSED:
+                        raise
+                    log.warning("FLUSH TABLES WITH READ LOCK refused: %s", _message(exc))
+                    warnings.append(_UNSYNCHRONIZED)
             for conn in conns:
                 _begin_snapshot(conn)
             ((snapshot_time,),) = _query(conns[0], "SELECT UTC_TIMESTAMP(6)")
-        finally:
-            if locked:
-                assert lock is not None
-                _query(lock, "UNLOCK TABLES")
+        # The lock is released (and its connection closed): commits go on while the export reads.
         snapshot_id = uuid.uuid4().hex
         pool: queue.Queue[Any] = queue.Queue()
         for conn in conns[1:]:
