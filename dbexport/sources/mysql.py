@@ -51,6 +51,10 @@ _CONVERSIONS = {**pymysql.converters.encoders, **_DECODERS}
 # Server errors that say the user may not read a table.
 _ACCESS_DENIED = {1142, 1143}  # ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
 _FTWRL_REFUSED = {1227, 1044, 1045}  # ER_SPECIFIC_ACCESS_DENIED_ERROR (RELOAD), ER_DBACCESS_DENIED, ER_ACCESS_DENIED
+_LOCK_WAIT_TIMEOUT = 1205
+# FLUSH TABLES WITH READ LOCK waits for running statements, and holds every write back while it waits: it is
+# given up after this long rather than stall the source.
+LOCK_WAIT_SECONDS = 10
 # Integer types a key range can split on.
 _INTEGER_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "bigint"})
 # Key columns whose values go through JSON (the partition manifest) and back unchanged: no bytes.
@@ -162,10 +166,17 @@ class Snapshot:
 _WORKERS: dict[str, queue.Queue[Any]] = {}
 _BORROW_TIMEOUT_SECONDS = 600
 _UNSYNCHRONIZED = (
-    "The source user may not run FLUSH TABLES WITH READ LOCK (it needs the RELOAD privilege), so dbexport could not "
-    "start the workers' snapshots at one instant: each worker read a consistent snapshot of its own, started "
-    "within moments of the others. Rows written while the export started may be in some partitions and not "
-    "in others. Grant RELOAD to the export user for one snapshot across all workers."
+    "{why}, so dbexport could not start the workers' snapshots at one instant: each worker read a consistent "
+    "snapshot of its own, started within moments of the others. Rows written while the export started may be "
+    "in some partitions and not in others."
+)
+_NO_RELOAD = (
+    "The source user may not run FLUSH TABLES WITH READ LOCK (it needs the RELOAD privilege; grant it for one "
+    "snapshot across all workers)"
+)
+_LOCK_TIMEOUT = (
+    "FLUSH TABLES WITH READ LOCK waited more than {seconds} s for statements running on the source "
+    "(a long query, a table lock) and was given up"
 )
 
 
@@ -192,13 +203,16 @@ def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Itera
             if workers:
                 lock = locked.enter_context(connect(source))
                 try:
+                    _query(lock, "SET SESSION lock_wait_timeout = %s", [LOCK_WAIT_SECONDS])
                     _query(lock, "FLUSH TABLES WITH READ LOCK")
                     locked.callback(_query, lock, "UNLOCK TABLES")
                 except pymysql.MySQLError as exc:
-                    if exc.args[0] not in _FTWRL_REFUSED:
+                    if exc.args[0] not in _FTWRL_REFUSED | {_LOCK_WAIT_TIMEOUT}:
                         raise
-                    log.warning("FLUSH TABLES WITH READ LOCK refused: %s", _message(exc))
-                    warnings.append(_UNSYNCHRONIZED)
+                    log.warning("FLUSH TABLES WITH READ LOCK failed: %s", _message(exc))
+                    timed_out = exc.args[0] == _LOCK_WAIT_TIMEOUT
+                    why = _LOCK_TIMEOUT.format(seconds=LOCK_WAIT_SECONDS) if timed_out else _NO_RELOAD
+                    warnings.append(_UNSYNCHRONIZED.format(why=why))
             for conn in conns:
                 _begin_snapshot(conn)
             ((snapshot_time,),) = _query(conns[0], "SELECT UTC_TIMESTAMP(6)")

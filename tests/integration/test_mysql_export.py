@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from dbexport.errors import InvalidExportOnly
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
+from dbexport.sources import mysql
 from dbexport.steps import validate_request
 from tests.helpers import (
     WritesDuringExport,
@@ -344,3 +347,20 @@ def test_rows_written_during_the_export_never_appear(mysql_source, tmp_path):
     assert len(partition_folders(tmp_path, db, "accounts", "consistent")) > 1
     assert len(partition_folders(tmp_path, db, "ledger", "consistent")) > 1
     assert mysql_query(mysql_source, "SELECT COUNT(*) > 0 FROM accounts WHERE balance = -1") == [(1,)]
+
+
+def test_a_lock_that_would_stall_the_source_is_given_up_and_the_task_says_so(mysql_source, tmp_path, monkeypatch):
+    monkeypatch.setattr(mysql, "LOCK_WAIT_SECONDS", 1)
+    mysql_execute(mysql_source, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)")
+    # Another session's long write: FLUSH TABLES WITH READ LOCK would wait for it, holding every write back.
+    with mysql_connect(mysql_source) as holder, ThreadPoolExecutor(1) as pool:
+        running = pool.submit(lambda: holder.cursor().execute("UPDATE t SET id = id + SLEEP(2)"))
+        time.sleep(0.5)
+        task = export(mysql_source, tmp_path, settings=SMALL_PARTITIONS)
+        assert not running.done(), "the export must overlap the long query"
+        running.result()
+    assert task.status == Status.COMPLETE, task.failure_cause
+    (general,) = json.loads(task.warning_message or "{}")["general"]
+    assert general["reason"].startswith("FLUSH TABLES WITH READ LOCK waited more than 1 s")
+    db = database_of(mysql_source)
+    assert sorted(read_table(tmp_path, "test-export", db, db, "t").column("id").to_pylist()) == [1, 2]
