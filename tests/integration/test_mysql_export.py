@@ -9,7 +9,9 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +256,8 @@ def test_a_table_the_user_cannot_read_is_skipped_and_snapshots_without_reload_ar
 def export_rows(url: str, out: Path, create: str, rows: list[tuple[Any, ...]], *keys: str) -> tuple[list[str], Counter]:
     """Create table t, fill it, export it in small partitions: its partition folders, and its exported `keys`."""
     mysql_execute(url, create)
-    fill(url, f"INSERT INTO t VALUES ({', '.join(['%s'] * len(rows[0]))})", rows)
+    if rows:
+        fill(url, f"INSERT INTO t VALUES ({', '.join(['%s'] * len(rows[0]))})", rows)
     task = export(url, out, settings=SMALL_PARTITIONS)
     assert task.status == Status.COMPLETE, task.failure_cause
     db = database_of(url)
@@ -364,3 +367,41 @@ def test_a_lock_that_would_stall_the_source_is_given_up_and_the_task_says_so(mys
     assert general["reason"].startswith("FLUSH TABLES WITH READ LOCK waited more than 1 s")
     db = database_of(mysql_source)
     assert sorted(read_table(tmp_path, "test-export", db, db, "t").column("id").to_pylist()) == [1, 2]
+
+
+def test_datetime_first_keys_split_by_key_tuples(mysql_source, tmp_path):
+    # Time series keyed by (when, sensor): bounds travel as MySQL's text of the datetime, microseconds included.
+    rows = [(f"2024-01-01 00:00:{i // 1000 % 60:02d}.{i % 1000:06d}", i // 60000, "s" * 30) for i in range(30000)]
+    create = "CREATE TABLE t (at datetime(6), sensor int, pad varchar(40), PRIMARY KEY (at, sensor))"
+    folders, exported = export_rows(mysql_source, tmp_path, create, rows, "at", "sensor")
+    assert len(folders) > 1
+    assert exported == Counter((datetime.fromisoformat(at), sensor) for at, sensor, _ in rows)
+
+
+@pytest.fixture
+def odd_server_defaults(mysql_url: str) -> Iterator[None]:
+    """Server defaults that would change values if a session inherited them; restored afterwards."""
+    ((zone, mode),) = mysql_query(mysql_url, "SELECT @@GLOBAL.time_zone, @@GLOBAL.sql_mode")
+    mysql_execute(
+        mysql_url,
+        "SET GLOBAL time_zone = '+09:00'",
+        "SET GLOBAL sql_mode = 'PAD_CHAR_TO_FULL_LENGTH,NO_BACKSLASH_ESCAPES,ANSI_QUOTES'",
+    )
+    try:
+        yield
+    finally:
+        mysql_execute(mysql_url, f"SET GLOBAL time_zone = '{zone}'", f"SET GLOBAL sql_mode = '{mode}'")
+
+
+def test_values_never_depend_on_the_servers_defaults(mysql_source, odd_server_defaults, tmp_path):
+    # Backslashes and quotes in text keys: the bounds of key-tuple partitions are parameters.
+    rows = [(f"k\\'{i:05d}\"", "ab", "2024-06-01 12:00:00") for i in range(20000)]
+    with mysql_connect(mysql_source) as conn, conn.cursor() as cur:
+        cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
+        cur.execute("CREATE TABLE t (k varchar(20) PRIMARY KEY, c char(5), ts timestamp NULL)")
+        cur.executemany("INSERT INTO t VALUES (%s, %s, %s)", rows)
+        cur.execute("ANALYZE TABLE t")
+    folders, exported = export_rows(mysql_source, tmp_path, "DO 0", [], "k", "c", "ts")
+    assert len(folders) > 1
+    utc = datetime(2024, 6, 1, 12, tzinfo=UTC)
+    assert exported == Counter((k, "ab", utc) for k, _, _ in rows)  # char(5) unpadded, the timestamp in UTC
