@@ -77,8 +77,12 @@ BATCH_BYTES = 2 * 1024 * 1024
 
 
 def quote(name: str) -> str:
-    """A MySQL identifier, quoted: backticks around it, and each backtick in it doubled."""
-    return "`" + name.replace("`", "``") + "`"
+    """A MySQL identifier, quoted: backticks around it, and each backtick in it doubled.
+
+    Each `%` is doubled too: every statement with a name in it goes through pymysql's %-formatting of its
+    parameters (see _query), which turns `%%` back into `%`.
+    """
+    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
 
 
 def _table_name(database: str, table: str) -> str:
@@ -129,7 +133,7 @@ def _message(exc: BaseException) -> str:
 
 def _query(conn: Any, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
-        cur.execute(statement, params)
+        cur.execute(statement, params or [])  # always formatted: names hold `%%` for `%` (see quote)
         return list(cur.fetchall())
 
 
@@ -402,7 +406,7 @@ def key_boundaries(conn: Any, database: str, table: str, columns: list[str], eve
     names = ", ".join(map(quote, columns))
     boundaries: list[list[Any]] = []
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(f"SELECT {names} FROM {_table_name(database, table)} ORDER BY {names}")
+        cur.execute(f"SELECT {names} FROM {_table_name(database, table)} ORDER BY {names}", [])
         seen = 0
         while rows := cur.fetchmany(10_000):
             for row in rows:

@@ -197,6 +197,9 @@ def test_the_anchors_skip_rules_and_names_that_look_like_sql(mysql_source, tmp_p
         'CREATE TABLE `x``; DROP TABLE t; --` (`it\'s` int PRIMARY KEY, `sel``ect` varchar(5), `"q"` int)',
         "INSERT INTO `x``; DROP TABLE t; --` VALUES (1, 'one', 7), (2, NULL, NULL)",
         "CREATE TABLE t (id int)",
+        # pymysql formats statements with %: a % in a name stays a %.
+        "CREATE TABLE `50%_off%s` (`pct%` int PRIMARY KEY, `%x%s` varchar(3))",
+        "INSERT INTO `50%_off%s` VALUES (1, '%s'), (2, NULL)",
     )
     task = export(mysql_source, tmp_path, settings=SMALL_PARTITIONS)
     assert task.status == Status.COMPLETE, task.failure_cause
@@ -214,6 +217,8 @@ def test_the_anchors_skip_rules_and_names_that_look_like_sql(mysql_source, tmp_p
     # The folder cleans the name as the anchor does.
     assert (tmp_path / "test-export" / db / f"{db}.x_;_DROP_TABLE_t;_--").is_dir()
     assert mysql_query(mysql_source, "SELECT COUNT(*) FROM t") == [(0,)]  # still there
+    percent = read_table(tmp_path, "test-export", db, db, "50%_off%s").sort_by("pct%")
+    assert percent.to_pylist() == [{"pct%": 1, "%x%s": "%s"}, {"pct%": 2, "%x%s": None}]
 
 
 @pytest.fixture
