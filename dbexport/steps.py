@@ -58,6 +58,8 @@ _BAD_COLUMN_CHARS = frozenset(",;{}()\n\t= ")
 _NOT_EXPORTED_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table"}
 # Two tables whose names clean to the same S3 path element: one of them is skipped.
 _PATH_CONFLICT = "TABLE_PATH_CONFLICT"
+# MySQL: an integer key whose values span more than this many times its rows is sampled, not cut evenly.
+_DENSE_KEY_SPAN = 4
 # The most a row can hold besides its TOAST: one heap page.
 _MAX_INLINE_ROW_BYTES = 8192
 
@@ -374,14 +376,22 @@ def _mysql_partitions(
     count = partition_count(size.bytes, settings.partition_target_bytes)
     key = mysql.table_key(conn, database, name) if count > 1 else None
     if (column := mysql.integer_key(key)) is not None:
-        # The key's smallest and largest values cost two index lookups; an uneven key makes uneven partitions.
+        # The key's smallest and largest values cost two index lookups; even ranges of its values suit a dense
+        # key. A sparse or skewed one (its values span far more than its rows), or one of a single value, is
+        # split at sampled keys instead, below.
         bounds = mysql.key_range(conn, database, name, column)
-        return split_by_key(column, even_cuts(*bounds, count) if bounds else [], size.bytes)
+        if bounds is None:
+            return [Partition(index="1", estimated_bytes=size.bytes)]
+        cuts = even_cuts(*bounds, count)
+        if cuts and bounds[1] - bounds[0] < _DENSE_KEY_SPAN * max(size.estimated_rows, 1):
+            return split_by_key(column, cuts, size.bytes)
     if (columns := mysql.tuple_key(key)) is not None:
         every = max(1, size.estimated_rows // count)
         boundaries = mysql.key_boundaries(conn, database, name, columns, every)
         if len(boundaries) >= count:  # the row estimate was low: keep count - 1 of them, evenly spaced
             boundaries = [boundaries[len(boundaries) * i // count] for i in range(1, count)]
+        if column is not None and columns == [column]:
+            return split_by_key(column, [int(b[0]) for b in boundaries], size.bytes)
         return split_by_tuples(columns, boundaries, size.bytes)
     return [Partition(index="1", estimated_bytes=size.bytes)]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow.dataset as ds
 import pytest
 
 from dbexport.errors import InvalidExportOnly
@@ -271,17 +272,28 @@ def export_rows(url: str, out: Path, create: str, rows: list[tuple[Any, ...]], *
 
 
 def test_integer_keys_split_into_ranges_that_lose_and_repeat_no_row(mysql_source, tmp_path):
-    # Negative keys, a hole, outliers at both ends of bigint's range.
-    ids = [*range(-20000, -10000), *range(10000, 20000), -(2**63), 2**63 - 1]
-    folders, exported = export_rows(
-        mysql_source,
-        tmp_path,
-        "CREATE TABLE t (id bigint PRIMARY KEY, pad char(40))",
-        [(i, "x" * 40) for i in ids],
-        "id",
-    )
-    assert len(folders) > 1
+    ids = [*range(-10000, 0), *range(1, 20001)]  # negative keys, dense: even ranges of the values
+    create = "CREATE TABLE t (id bigint PRIMARY KEY, pad char(40))"
+    folders, exported = export_rows(mysql_source, tmp_path, create, [(i, "x" * 40) for i in ids], "id")
+    assert len(folders) > 2
     assert exported == Counter((i,) for i in ids)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(ids) / 2
+
+
+def test_skewed_integer_keys_split_at_sampled_keys(mysql_source, tmp_path):
+    # A hole, and outliers at both ends of bigint's range: even ranges of the values would hold nearly every row
+    # in one or two partitions.
+    ids = [*range(-20000, -10000), *range(10000, 20000), -(2**63), 2**63 - 1]
+    create = "CREATE TABLE t (id bigint PRIMARY KEY, pad char(40))"
+    folders, exported = export_rows(mysql_source, tmp_path, create, [(i, "x" * 40) for i in ids], "id")
+    assert len(folders) > 2
+    assert exported == Counter((i,) for i in ids)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(ids) / 2
+
+
+def rows_per_partition(out: Path, db: str) -> dict[str, int]:
+    folder = out / "test-export" / db / f"{db}.t"
+    return {p.name: ds.dataset(p, format="parquet").count_rows() for p in folder.iterdir()}
 
 
 def test_the_first_integer_column_of_a_composite_key_splits_it(mysql_source, tmp_path):
@@ -290,6 +302,7 @@ def test_the_first_integer_column_of_a_composite_key_splits_it(mysql_source, tmp
     folders, exported = export_rows(mysql_source, tmp_path, create, rows, "a", "b")
     assert len(folders) > 1
     assert exported == Counter((a, b) for a, b, _ in rows)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(rows) / 2
 
 
 def test_text_first_composite_keys_split_by_key_tuples_in_the_columns_collation(mysql_source, tmp_path):
@@ -302,6 +315,7 @@ def test_text_first_composite_keys_split_by_key_tuples_in_the_columns_collation(
     folders, exported = export_rows(mysql_source, tmp_path, create, rows, "name", "n")
     assert len(folders) > 1
     assert exported == Counter((name, n) for name, n, _ in rows)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(rows) / 2
 
 
 def test_a_table_without_a_usable_key_is_one_partition_with_its_nulls(mysql_source, tmp_path):
@@ -381,6 +395,7 @@ def test_datetime_first_keys_split_by_key_tuples(mysql_source, tmp_path):
     folders, exported = export_rows(mysql_source, tmp_path, create, rows, "at", "sensor")
     assert len(folders) > 1
     assert exported == Counter((datetime.fromisoformat(at), sensor) for at, sensor, _ in rows)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(rows) / 2
 
 
 @pytest.fixture
