@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote as quote_url
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
@@ -90,8 +91,8 @@ def _table_name(database: str, table: str) -> str:
 
 
 def database_dsn(source: str, database: str) -> str:
-    """The source URL naming one database."""
-    return urlsplit(source)._replace(path=f"/{database}").geturl()
+    """The source URL naming one database (URL-quoted: a database name may hold `/`, `?`, `#` or `%`)."""
+    return urlsplit(source)._replace(path=f"/{quote_url(database, safe='')}").geturl()
 
 
 def source_database(source: str) -> str | None:
