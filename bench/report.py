@@ -85,6 +85,80 @@ class Bench:
                     ratios[case.table + (" [baseline]" if case.baseline else "")] = gzip_seconds / zstd_seconds
         return ratios
 
+    def targets(self) -> list[Target]:
+        """The project's speed and memory targets (issue 7), each as measured here, or absent if not measured."""
+        codec, workers = self.environment["codec"], self.environment["workers"]
+        by_case = {(line.section, line.case): line for line in self.lines}
+
+        def line(table: str, path: str = "dbexport", section: str = "paths") -> Line | None:
+            database = next((ln.case.database for ln in self.lines if ln.section == "paths"), "")
+            return by_case.get((section, Case(path, table, database, codec, workers)))
+
+        def seconds(table: str, path: str = "dbexport") -> float | None:
+            found = line(table, path)
+            return self.median(found.case) if found else None
+
+        def ratio(a: float | None, b: float | None) -> float | None:
+            return a / b if a and b else None
+
+        found = [
+            Target(
+                "lineitem: dbexport ÷ ConnectorX", ratio(seconds("lineitem"), seconds("lineitem", "connectorx")), 0.9
+            ),
+            Target("lineitem: dbexport ÷ COPY limit", ratio(seconds("lineitem"), seconds("lineitem", "copy")), 1.5),
+        ]
+        lineitem, wide = line("lineitem"), line("wide")
+        if lineitem and wide:
+            rows_per_second = {ln.case.table: ratio(ln.rows, self.median(ln.case)) for ln in (lineitem, wide)}
+            found.append(
+                Target(
+                    "wide: lineitem's rows/s ÷ wide's", ratio(rows_per_second["lineitem"], rows_per_second["wide"]), 1.2
+                )
+            )
+            found.append(
+                Target(
+                    "wide: its ÷COPY over lineitem's ÷COPY (rows/s relative to each table's limit)",
+                    ratio(
+                        ratio(seconds("wide"), seconds("wide", "copy")),
+                        ratio(seconds("lineitem"), seconds("lineitem", "copy")),
+                    ),
+                    1.2,
+                )
+            )
+        dbexport_rss = [
+            self.figures(ln)["peak_rss_mb"]
+            for ln in self.lines
+            if ln.case.path == "dbexport" and ln.case.workers == workers and ln.case.mapping == "aurora"
+        ]
+        if rss := [r for r in dbexport_rss if r is not None]:
+            found.append(
+                Target(f"peak RSS MB, dbexport aurora, {workers} workers, every table and size", max(rss), 300)
+            )
+        for table in ("lineitem", "wide"):
+            sizes = sorted(
+                (ln for ln in self.lines if ln.section == "sizes" and ln.case.table == table), key=lambda ln: ln.rows
+            )
+            if len(sizes) >= 2:
+                smallest, largest = (self.figures(ln)["peak_rss_mb"] for ln in (sizes[0], sizes[-1]))
+                found.append(
+                    Target(f"{table}: peak RSS at {sizes[-1].size} ÷ at {sizes[0].size}", ratio(largest, smallest), 1.1)
+                )
+        found += [Target(f"{table}: gzip ÷ zstd end to end", r, 1.3) for table, r in self.gzip_over_zstd().items()]
+        return [t for t in found if t.value is not None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure and the most it may be."""
+
+    name: str
+    value: float | None
+    limit: float
+
+    @property
+    def met(self) -> bool:
+        return self.value is not None and self.value <= self.limit
+
 
 def _number(value: float | None, digits: int = 2, thousands: bool = False) -> str:
     if value is None:
@@ -150,7 +224,9 @@ def render(bench: Bench) -> str:
 
     rule = "-" * len(fmt(header))
     table = [fmt(header), rule] + [fmt(r) if r else rule for r in body]
-    tail = [f"gzip ÷ zstd, dbexport aurora end to end: {t} {r:.2f}" for t, r in bench.gzip_over_zstd().items()]
+    tail = ["Targets (median figures; each must be at most its limit):"] + [
+        f"  {'met   ' if t.met else 'MISSED'} {t.name}: {_number(t.value)} (limit {t.limit:g})" for t in bench.targets()
+    ]
     errors = {line.case: r.error for line in bench.lines for r in bench.runs.get(line.case, []) if r.error}
     tail += [f"FAILED {case.table} / {case.label}: {error}" for case, error in errors.items()]
     return "\n".join(head + [""] + table + ([""] + tail if tail else []))
@@ -161,5 +237,6 @@ def write_json(bench: Bench, path: Path) -> None:
         **bench.environment,
         "results": [bench.figures(line) for line in bench.lines],
         "gzip_over_zstd": bench.gzip_over_zstd(),
+        "targets": [{**asdict(t), "met": t.met} for t in bench.targets()],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")

@@ -193,7 +193,11 @@ def _export_partitions(
     engine = for_url(source)
     dsns = {plan.database: engine.database_dsn(source, plan.database) for plan in plans}
     on_rows = tracker.progress.rows if tracker.progress else None
-    with ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool:
+    # The pool finishes first (the later context exits first), then the connections it left idle are closed.
+    with (
+        postgres.connections_reused(dsns.values()),
+        ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool,
+    ):
         futures = {
             pool.submit(_export_unless_stopped, w, dsns[w.table.database], destination, on_rows, should_stop): w
             for w in works
