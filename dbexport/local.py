@@ -195,7 +195,7 @@ def _export_partitions(
     on_rows = tracker.progress.rows if tracker.progress else None
     # The pool finishes first (the later context exits first), then the connections it left idle are closed.
     with (
-        postgres.connections_reused(dsns.values()),
+        engine.connections_reused(dsns.values()),
         ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool,
     ):
         futures = {

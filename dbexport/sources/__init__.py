@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 from dbexport.errors import DBClusterNotFoundFault, InvalidParameterValue
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
+    from contextlib import AbstractContextManager
 
     import pyarrow as pa
 
@@ -34,6 +35,7 @@ class Engine(Protocol):
     def read_partition(
         self, dsn: str, snapshot_id: str | None, table: TablePlan, partition: Partition
     ) -> Iterator[pa.RecordBatch]: ...
+    def connections_reused(self, dsns: Iterable[str]) -> AbstractContextManager[None]: ...
 
 
 def engine_of(source: str) -> EngineName | None:

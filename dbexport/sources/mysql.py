@@ -26,7 +26,7 @@ from dbexport.sources.postgres import redact as redact  # the same URL rules as 
 from dbexport.typemap import MYSQL_SPATIAL, MySQLColumn, arrow_schema
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from dbexport.models import Column, Partition, TablePlan
 
@@ -261,6 +261,13 @@ def _borrowed(dsn: str, snapshot_id: str | None) -> Iterator[Any]:
             # A read that stopped midway leaves rows unread on the connection: it can't serve another partition.
             conn.close()
             pool.put(None)
+
+
+@contextmanager
+def connections_reused(dsns: Iterable[str]) -> Iterator[None]:
+    """Nothing to do: the local runtime's worker connections are the snapshot's (open_snapshots closes them),
+    and the AWS runtime's reads open their own transaction each."""
+    yield
 
 
 # --- The catalog ----------------------------------------------------------------------------------------
