@@ -15,6 +15,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from psycopg import sql
 
+from tests import mariadb
 from tests.helpers import mysql_connect, with_database
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -52,24 +53,32 @@ def source(pg_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def mysql_url() -> str:
-    """The MySQL/MariaDB server under test: DBEXPORT_TEST_MYSQL_URL, or the local one.
+def mysql_url(tmp_path_factory) -> Iterator[str]:
+    """The MySQL/MariaDB server under test: DBEXPORT_TEST_MYSQL_URL, the local one, or a private one.
 
-    Without one the MySQL tests skip, saying why; under CI=true they fail instead, since a run that skips
-    them proves nothing about the MySQL path.
+    The private server is started from the installed MariaDB binaries when nothing answers on 127.0.0.1:3306.
+    Without binaries either, the MySQL tests skip, saying why; under CI=true they fail instead, since a run
+    that skips them proves nothing about the MySQL path.
     """
     url = os.environ.get("DBEXPORT_TEST_MYSQL_URL", DEFAULT_MYSQL)
     try:
         mysql_connect(url).close()
     except pymysql.MySQLError as exc:
-        reason = (
-            f"No MySQL/MariaDB server answers at {urlsplit(url).netloc} ({exc.args[-1]}): install one "
-            "(apt-get install mariadb-server) or set DBEXPORT_TEST_MYSQL_URL"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return url
+        reason = f"No MySQL/MariaDB server answers at {urlsplit(url).netloc} ({exc.args[-1]})"
+    else:
+        yield url
+        return
+    if "DBEXPORT_TEST_MYSQL_URL" not in os.environ and mariadb.binaries() is not None:
+        server = mariadb.PrivateServer(tmp_path_factory.mktemp("mariadb"))
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    reason += ": install one (apt-get install mariadb-server; scripts/test does) or set DBEXPORT_TEST_MYSQL_URL"
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS export_tasks (
 CREATE INDEX IF NOT EXISTS export_tasks_unfinished ON export_tasks (status);
 """
 _UNFINISHED = tuple(s.value for s in lifecycle.UNFINISHED)
+_OPEN_TIMEOUT_S = 30.0
 # A runner that has not said it is alive for this long is taken for dead.
 STALE_AFTER_SECONDS = 120.0
 
@@ -43,9 +44,19 @@ class SqliteTaskStore:
         self.path = path
         self.max_unfinished = max_unfinished
         path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the runner's writes
-            db.executescript(_SCHEMA)
+        # Several commands may open a new state directory at once: switching the journal mode needs the file to
+        # itself, and SQLite says "locked" at once instead of waiting its timeout, so wait here.
+        deadline = time.monotonic() + _OPEN_TIMEOUT_S
+        while True:
+            try:
+                with closing(self._connect()) as db:
+                    db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the runner's writes
+                    db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)
