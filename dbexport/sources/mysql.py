@@ -406,22 +406,25 @@ def tuple_key(key: Key | None) -> list[str] | None:
 
 
 def key_boundaries(conn: Any, database: str, table: str, columns: list[str], every: int) -> list[list[Any]]:
-    """Every `every`-th key tuple in the key's order: one pass over the key's index, streamed.
+    """Every `every`-th key tuple in the key's order, numbered by the server: only the boundaries come back.
 
     The server sorts as it compares (collations included), so the boundaries ascend in the order the
     partition queries compare them in.
     """
     names = ", ".join(map(quote, columns))
-    boundaries: list[list[Any]] = []
-    with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(f"SELECT {names} FROM {_table_name(database, table)} ORDER BY {names}", [])
-        seen = 0
-        while rows := cur.fetchmany(10_000):
-            for row in rows:
-                seen += 1
-                if seen % every == 0:
-                    boundaries.append(list(row))
-    return boundaries
+    row_number = "dbexport_row"
+    while row_number in {c.lower() for c in columns}:  # a name no key column has (MySQL ignores case here)
+        row_number += "_"
+    return [
+        list(row)
+        for row in _query(
+            conn,
+            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (ORDER BY {names}) AS {quote(row_number)}"
+            f" FROM {_table_name(database, table)}) AS numbered"
+            f" WHERE MOD({quote(row_number)}, %s) = 0 ORDER BY {quote(row_number)}",
+            [every],
+        )
+    ]
 
 
 # --- Reading ----------------------------------------------------------------------------------------------

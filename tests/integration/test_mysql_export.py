@@ -398,6 +398,19 @@ def test_datetime_first_keys_split_by_key_tuples(mysql_source, tmp_path):
     assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(rows) / 2
 
 
+def test_a_key_column_named_like_the_row_numbering_still_splits(mysql_source, tmp_path):
+    """Key boundaries are numbered by the server under a name of their own, never a key column's."""
+    rows = [(f"k{i:05d}", i % 7, "p" * 30) for i in range(30000)]
+    create = (
+        "CREATE TABLE t (DBEXPORT_ROW varchar(20), dbexport_row_ int, pad varchar(40),"
+        " PRIMARY KEY (DBEXPORT_ROW, dbexport_row_))"
+    )
+    folders, exported = export_rows(mysql_source, tmp_path, create, rows, "DBEXPORT_ROW", "dbexport_row_")
+    assert len(folders) > 1
+    assert exported == Counter((key, n) for key, n, _ in rows)
+    assert max(rows_per_partition(tmp_path, database_of(mysql_source)).values()) < len(rows) / 2
+
+
 @pytest.fixture
 def odd_server_defaults(mysql_url: str) -> Iterator[None]:
     """Server defaults that would change values if a session inherited them; restored afterwards."""
