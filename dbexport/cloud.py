@@ -20,6 +20,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from dbexport import preflight, steps
+from dbexport.aws import contract
+from dbexport.aws.contract import manifest_key, plan_key
 from dbexport.errors import (
     AccessCheckFailed,
     DBClusterNotFoundFault,
@@ -71,16 +73,16 @@ class CloudConfig:
     @classmethod
     def from_env(cls) -> CloudConfig:
         env = os.environ
-        mode = env.get("SOURCE_MODE", "clone")
+        mode = env.get(contract.SOURCE_MODE, "clone")
         if mode not in ("clone", "direct"):
-            raise ValueError(f"SOURCE_MODE must be clone or direct, not {mode!r}")
+            raise ValueError(f"{contract.SOURCE_MODE} must be clone or direct, not {mode!r}")
         return cls(
-            table_name=env["TASK_TABLE_NAME"],
-            work_bucket=env.get("WORK_BUCKET_NAME"),
-            source_secret_arn=env.get("SOURCE_SECRET_ARN"),
+            table_name=env[contract.TASK_TABLE_NAME],
+            work_bucket=env.get(contract.WORK_BUCKET_NAME),
+            source_secret_arn=env.get(contract.SOURCE_SECRET_ARN),
             source_mode=mode,  # type: ignore[arg-type]
-            max_unfinished=int(env.get("MAX_UNFINISHED_TASKS", DEFAULT_MAX_UNFINISHED)),
-            max_concurrency=int(env.get("MAX_CONCURRENCY", 100)),
+            max_unfinished=int(env.get(contract.MAX_UNFINISHED_TASKS, DEFAULT_MAX_UNFINISHED)),
+            max_concurrency=int(env.get(contract.MAX_CONCURRENCY, 100)),
         )
 
     def store(self) -> DynamoDbTaskStore:
@@ -148,14 +150,6 @@ class PartitionEvent(SourceEvent):
 
 class FailureEvent(TaskEvent):
     error: dict[str, Any]  # Step Functions' Catch output: {"Error": ..., "Cause": ...}
-
-
-def manifest_key(identifier: str) -> str:
-    return f"manifests/{identifier}/partitions.json"
-
-
-def plan_key(identifier: str) -> str:
-    return f"manifests/{identifier}/plan.json"
 
 
 # --- ValidateRequest --------------------------------------------------------------------------------------
@@ -285,7 +279,7 @@ def cluster_engine(cluster: dict[str, Any]) -> EngineName:
 
 def clone_identifier(identifier: str) -> str:
     """The clone's cluster identifier: derived from the task, so Cleanup finds it without state."""
-    return f"dbexport-{identifier}"[:63].rstrip("-")
+    return f"{contract.CLONE_PREFIX}{identifier}"[:63].rstrip("-")
 
 
 def clone_instance_identifier(identifier: str) -> str:

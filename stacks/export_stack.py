@@ -16,6 +16,25 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 
+from dbexport.aws.contract import (
+    ASSUMES_USER_ROLE,
+    CLONE_NAME_PATTERN,
+    CREATES_CLONE,
+    KNOWS_SOURCE_MODE,
+    MANAGED_SECRETS,
+    MANAGES_SOURCE,
+    MANIFEST_PREFIX,
+    MAX_CONCURRENCY,
+    MAX_UNFINISHED_TASKS,
+    READS_SOURCE_SECRET,
+    RESULTS_PREFIX,
+    SOURCE_MODE,
+    SOURCE_SECRET_ARN,
+    TASK_TABLE_NAME,
+    USES_WORK_BUCKET,
+    VALIDATE,
+    WORK_BUCKET_NAME,
+)
 from stacks import nag
 from stacks.config import ExportStackProps
 from stacks.constructs.functions import ROLE_PATH, SPECS, ExportFunctions
@@ -26,24 +45,8 @@ if TYPE_CHECKING:
 
 ASL = Path(__file__).resolve().parents[1] / "statemachine" / "export.asl.json"
 
-# Prefixes of the work bucket: partition manifests (PlanExport writes, the Distributed Map reads) and the
-# Map's ResultWriter output (Finalize reads). Both are scratch, expired after a month.
-MANIFEST_PREFIX = "manifests/"
-RESULTS_PREFIX = "results/"
+# The work bucket's manifests and Map results are scratch, expired after a month.
 WORK_OBJECT_EXPIRY = Duration.days(30)
-
-# The clone, its instance and nothing else may be deleted: clones are named dbexport-<task id>.
-CLONE_NAME_PATTERN = "dbexport-*"
-
-# RDS names a cluster's managed master user secret rds!cluster-<cluster resource id>-<suffix>.
-MANAGED_SECRETS = "rds!cluster-*"
-
-# Which states may assume the IamRoleArn of a request (to write the user's bucket), as the anchor does.
-ASSUMES_USER_ROLE = ("check_access", "export_partition", "finalize", "record_failure")
-READS_SOURCE_SECRET = ("prepare_source", "plan", "export_partition", "finalize")
-MANAGES_SOURCE = ("prepare_source", "source_ready", "cleanup")
-# SourceReady only describes (PrepareSource creates the clone and its instance at once).
-CREATES_CLONE = ("prepare_source",)
 
 MANIFEST_REASON = (
     "Each export task's plan and partition manifest go under manifests/<task id>/, known only at run time."
@@ -126,31 +129,17 @@ class ExportStack(Stack):
 
         # --- functions ------------------------------------------------------------------------------------
         layer = DependenciesLayer(self, "Dependencies").layer
-        source_env = {"SOURCE_SECRET_ARN": props.source_secret_arn} if props.source_secret_arn else {}
-        source_mode_env = {**source_env, "SOURCE_MODE": props.source_mode}
         self.functions = ExportFunctions(
             self,
             "Functions",
             layer=layer,
             environment={
-                "TASK_TABLE_NAME": self.table.table_name,
+                TASK_TABLE_NAME: self.table.table_name,
                 "POWERTOOLS_SERVICE_NAME": "dbexport",
                 "POWERTOOLS_METRICS_NAMESPACE": "dbexport",
                 "LOG_LEVEL": props.log_level,
             },
-            extra_environment={
-                "validate": {
-                    "MAX_UNFINISHED_TASKS": str(props.max_unfinished_tasks),
-                    "MAX_CONCURRENCY": str(props.max_concurrency),
-                    "SOURCE_MODE": props.source_mode,
-                },
-                "prepare_source": source_mode_env,
-                "source_ready": source_mode_env,
-                "cleanup": source_mode_env,
-                "plan": {**source_env, "WORK_BUCKET_NAME": self.bucket.bucket_name},
-                "export_partition": source_env,
-                "finalize": {**source_env, "WORK_BUCKET_NAME": self.bucket.bucket_name},
-            },
+            extra_environment=self._function_environment(),
             logs_key=self.key,
             vpc=props.vpc,
         )
@@ -191,6 +180,25 @@ class ExportStack(Stack):
         )
 
     # ------------------------------------------------------------------------------------------------------
+    def _function_environment(self) -> dict[str, dict[str, str]]:
+        """What each function is told besides the task table, as dbexport.aws.contract says who needs what."""
+        props = self.props
+        environment: dict[str, dict[str, str]] = {}
+
+        def tell(functions: tuple[str, ...], values: dict[str, str]) -> None:
+            for name in functions:
+                environment.setdefault(name, {}).update(values)
+
+        if props.source_secret_arn:
+            tell(READS_SOURCE_SECRET + MANAGES_SOURCE, {SOURCE_SECRET_ARN: props.source_secret_arn})
+        tell(KNOWS_SOURCE_MODE, {SOURCE_MODE: props.source_mode})
+        tell(USES_WORK_BUCKET, {WORK_BUCKET_NAME: self.bucket.bucket_name})
+        tell(
+            (VALIDATE,),
+            {MAX_UNFINISHED_TASKS: str(props.max_unfinished_tasks), MAX_CONCURRENCY: str(props.max_concurrency)},
+        )
+        return environment
+
     def _grant_function_permissions(self) -> None:
         """Each function gets what its step needs and nothing more (the roles start with logs and X-Ray)."""
         roles = self.functions.roles
