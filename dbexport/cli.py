@@ -158,7 +158,7 @@ def start_export_task(args: argparse.Namespace) -> int:
 
 
 def describe_export_tasks(args: argparse.Namespace) -> int:
-    from dbexport.sources.postgres import redact
+    from dbexport.urls import redact
 
     store = _store(args)
     # Tasks keep their source without its password: the URL a task was started with finds it all the same.

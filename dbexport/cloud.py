@@ -43,9 +43,10 @@ from dbexport.models import (
     Status,
     TablePlan,
 )
-from dbexport.sources import EngineName, engine_of, for_url
+from dbexport.sources import for_url
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED
+from dbexport.urls import EngineName, engine_of
 from dbexport.validation import parse_export_only
 from dbexport.writer import S3Destination
 

@@ -17,7 +17,8 @@ from dbexport import steps
 from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
-from dbexport.sources import engine_of, for_url
+from dbexport.sources import for_url
+from dbexport.urls import engine_of
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
 from dbexport.writer import S3Destination, open_destination
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_pascal
 
-from dbexport.sources import EngineName  # noqa: TC001 (pydantic reads it at run time)
+from dbexport.urls import EngineName  # noqa: TC001 (pydantic reads it at run time)
 
 GIB = 1024**3
 MIB = 1024**2

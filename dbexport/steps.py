@@ -27,8 +27,9 @@ from dbexport.planning import (
     split_by_pages,
     split_by_tuples,
 )
-from dbexport.sources import engine_of, for_table, for_url, mysql, postgres
+from dbexport.sources import for_table, for_url, mysql, postgres
 from dbexport.typemap import arrow_schema, map_column, map_mysql_column, mysql_needs_probe, value_probe
+from dbexport.urls import engine_of, redact
 from dbexport.validation import (
     LOCAL_PREFIX,
     parse_export_only,
@@ -45,9 +46,9 @@ if TYPE_CHECKING:
     from contextlib import ExitStack
 
     from dbexport.models import ExportSettings, PartitionWork, Runtime, StartExportTaskRequest
-    from dbexport.sources import EngineName
     from dbexport.sources.postgres import CatalogTable, Snapshot
     from dbexport.typemap import ProbeKind
+    from dbexport.urls import EngineName
     from dbexport.validation import Selection
     from dbexport.writer import Destination
 
@@ -87,7 +88,7 @@ def validate_request(
         for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
     return ExportTask(
         export_task_identifier=request.export_task_identifier,
-        source_arn=postgres.redact(request.source_arn),
+        source_arn=redact(request.source_arn),
         export_only=request.export_only,
         task_start_time=now or datetime.now(UTC),
         s3_bucket=request.s3_bucket_name,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
 
 if TYPE_CHECKING:
-    from dbexport.sources import EngineName
+    from dbexport.urls import EngineName
 
 # A destination of this form is a local directory instead of an S3 bucket.
 LOCAL_PREFIX = "file://"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dbexport.errors import DBClusterNotFoundFault, InvalidParameterValue
+from dbexport.urls import EngineName, engine_of, redact
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -14,14 +14,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from dbexport.models import Partition, TablePlan
-
-EngineName = Literal["postgresql", "mysql"]
-_SCHEMES: dict[str, EngineName] = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
 
 
 class Engine(Protocol):
@@ -38,14 +30,9 @@ class Engine(Protocol):
     def connections_reused(self, dsns: Iterable[str]) -> AbstractContextManager[None]: ...
 
 
-def engine_of(source: str) -> EngineName | None:
-    """The engine a source URL names by its scheme, or None when it names none."""
-    return _SCHEMES.get(urlsplit(source).scheme)
-
-
 def for_name(name: EngineName) -> Engine:
     """The engine's module."""
-    # Imported here: the engines import the models, which import this package.
+    # Imported when asked for: an engine loads its driver.
     if name == "mysql":
         from dbexport.sources import mysql
 
@@ -59,8 +46,6 @@ def for_url(source: str) -> Engine:
     """The engine a source URL names: postgresql:// or postgres://, mysql:// or mariadb://."""
     name = engine_of(source)
     if name is None:
-        from dbexport.sources.postgres import redact
-
         raise InvalidParameterValue(
             f"The source {redact(source)!r} is not supported: give a PostgreSQL or MySQL URL such as "
             "postgresql://user@host:5432/ or mysql://user@host:3306/ (Aurora cluster ARNs are for the AWS runtime)."

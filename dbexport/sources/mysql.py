@@ -22,8 +22,8 @@ from pymysql.constants import FIELD_TYPE
 
 from dbexport.errors import ExportFailed, SourceUnavailable
 from dbexport.sources import named_only
-from dbexport.sources.postgres import redact as redact  # the same URL rules as PostgreSQL's
 from dbexport.typemap import MYSQL_SPATIAL, MySQLColumn, arrow_schema
+from dbexport.urls import redact as redact  # the engine protocol's; the rule is every engine's
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

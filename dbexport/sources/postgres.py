@@ -8,7 +8,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbexport.errors import DBClusterNotFoundFault, SourceUnavailable
 from dbexport.typemap import SourceColumn, arrow_schema
+from dbexport.urls import redact as redact  # the engine protocol's; the rule is every engine's
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -45,16 +46,6 @@ _URL_SCHEMES = ("postgresql", "postgres")
 
 def is_postgres_url(source: str) -> bool:
     return urlsplit(source).scheme in _URL_SCHEMES
-
-
-def redact(source: str) -> str:
-    """The source URL without its password: the only form that may appear in output, metadata or logs."""
-    parts = urlsplit(source)
-    if parts.password is None:
-        return source
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
 
 
 def database_dsn(source: str, database: str) -> str:

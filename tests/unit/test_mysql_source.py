@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dbexport.models import Column, Partition, TablePlan
-from dbexport.sources import engine_of, mysql
+from dbexport.sources import mysql
+from dbexport.urls import engine_of
 
 
 def test_urls_name_the_engine_and_keep_odd_database_names() -> None:
