@@ -20,6 +20,7 @@ from dbexport.errors import InvalidParameterValue, RdsError
 from dbexport.models import MIB, ExportSettings, StartExportTaskRequest, Status
 from dbexport.runner import SOURCE_URL_ENV, StateDir, default_state_dir, end_dead_runners, run_task, spawn_runner
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, decode_marker, make_query
+from dbexport.validation import validate_request
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -110,8 +111,6 @@ def _start(args: argparse.Namespace, request: StartExportTaskRequest, wait: bool
     """Register the task, then run it here (wait) or in a detached runner (return at once)."""
     if args.stack_name:
         return _start_in_aws(args, request, wait)
-    from dbexport.steps import validate_request  # the export's dependencies: not loaded by describe or cancel
-
     state, store = _state(args)
     task = store.create(validate_request(request), _settings(args))
     if not wait:

@@ -6,31 +6,30 @@ import logging
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 import adbc_driver_manager
 import psycopg
 import pymysql
 
-from dbexport import steps
-from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
+from dbexport import outcomes, steps
+from dbexport.destinations import S3Destination, open_destination
+from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
 from dbexport.metadata import GB
-from dbexport.models import ExportSettings, PartitionWork, Status
+from dbexport.models import ExportSettings, Status
+from dbexport.outcomes import UNKNOWN_ERROR, Failure, end_task
 from dbexport.sources import for_url
+from dbexport.tasks.lifecycle import percent_progress
 from dbexport.urls import engine_of
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
-from dbexport.writer import S3Destination, open_destination
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dbexport.models import ExportPlan, ExportTask, PartitionResult
-    from dbexport.writer import Destination
+    from dbexport.destinations import Destination
+    from dbexport.models import ExportPlan, ExportTask, PartitionResult, PartitionWork
 
 log = logging.getLogger(__name__)
-
-UNKNOWN_ERROR = "An unknown internal error occurred."
 
 
 class Progress(Protocol):
@@ -65,8 +64,7 @@ class _Tracker:
 
     @property
     def percent(self) -> int:
-        # 100 belongs to COMPLETE, after verification and metadata.
-        return min(99, 100 * self.done_bytes // self.total_bytes)
+        return percent_progress(self.done_bytes, self.total_bytes)
 
     @property
     def bytes_written(self) -> int:
@@ -84,7 +82,7 @@ def run_export(
     on_update: Callable[[ExportTask], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ExportTask:
-    """Run a validated task (see steps.validate_request) on this machine and return it finished.
+    """Run a validated task (see validation.validate_request) on this machine and return it finished.
 
     `source_url` is the source with its credentials; the task only ever holds the redacted form.
     A failure ends the task FAILED with a FailureCause instead of raising; when `should_stop`
@@ -94,11 +92,12 @@ def run_export(
     selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
     stop = should_stop or (lambda: False)
 
-    def update(new: ExportTask | None = None, **changes: object) -> None:
+    def update(new: ExportTask | None = None, **changes: object) -> ExportTask:
         nonlocal task
         task = (new or task).model_copy(update=changes)
         if on_update:
             on_update(task)
+        return task
 
     def checkpoint() -> None:
         if stop():
@@ -109,27 +108,23 @@ def run_export(
         with ExitStack() as stack:
             snapshots = steps.open_snapshots(source_url, selection, stack, workers=settings.workers)
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
-            steps.write_export_info(task, destination)
+            outcomes.write_export_info(task, destination)
             checkpoint()
             plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
             checkpoint()
             update(status=Status.IN_PROGRESS)
             tracker = _Tracker(plans, progress)
             _export_partitions(source_url, task, plans, settings, destination, tracker, update, stop)
-            outcomes = [
+            verified = [
                 steps.verify_table(plan, table, tracker.results.get(table.target, []), snapshots[plan.database].conn)
                 for plan in plans
                 for table in plan.tables
             ]
-            update(steps.finalize(task, plans, outcomes, destination))
+            update(steps.finalize(task, plans, verified, destination))
     except ExportCanceled:
-        update(status=Status.CANCELED, task_end_time=datetime.now(UTC))
-        _write_final_info(task, destination)
-    except AccessCheckFailed as exc:  # nothing is written where access was just refused
-        update(status=Status.FAILED, failure_cause=str(exc), task_end_time=datetime.now(UTC))
+        end_task(update, _writer(destination))
     except Exception as exc:
-        update(status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC))
-        _write_final_info(task, destination)
+        end_task(update, _writer(destination), Failure(type(exc).__name__, failure_cause(exc)))
     return task
 
 
@@ -143,23 +138,16 @@ def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destinat
     return S3Destination(task.s3_bucket, task.kms_key_id, writer.client("s3"))
 
 
-def _write_final_info(task: ExportTask, destination: Destination | None) -> None:
-    if destination is None:
-        return
-    try:
-        steps.write_export_info(task, destination)
-    except Exception:  # the failure may be the destination's own; the task record still says why
-        log.exception("could not write export_info of export %s", task.export_task_identifier)
+def _writer(destination: Destination | None) -> Callable[[ExportTask], Destination] | None:
+    """The destination as end_task asks for it; None before there is one."""
+    return None if destination is None else lambda _task: destination
 
 
 def failure_cause(exc: BaseException) -> str:
     """The FailureCause a user reads: our own message, the database's first line, never a stack trace."""
-    if isinstance(exc, DbExportError):
-        return str(exc)
     if isinstance(exc, _DRIVER_ERRORS):
         return f"The source database refused the export: {_first_line(exc)}"
-    log.error("unexpected failure", exc_info=exc)
-    return UNKNOWN_ERROR
+    return outcomes.failure_cause(exc)
 
 
 _DRIVER_ERRORS = (psycopg.Error, adbc_driver_manager.Error, pymysql.MySQLError)
@@ -178,19 +166,11 @@ def _export_partitions(
     settings: ExportSettings,
     destination: Destination,
     tracker: _Tracker,
-    update: Callable[..., None],
+    update: Callable[..., ExportTask],
     should_stop: Callable[[], bool],
 ) -> None:
     """Export every partition on a pool of workers, largest first so the pool finishes together."""
-    works = sorted(
-        (
-            PartitionWork(task=task, settings=settings, table=table, partition=partition, snapshot_id=plan.snapshot_id)
-            for plan in plans
-            for table in plan.tables
-            for partition in table.partitions
-        ),
-        key=lambda w: -w.partition.estimated_bytes,
-    )
+    works = sorted(steps.partition_works(task, settings, plans), key=lambda w: -w.partition.estimated_bytes)
     engine = for_url(source)
     dsns = {plan.database: engine.database_dsn(source, plan.database) for plan in plans}
     on_rows = tracker.progress.rows if tracker.progress else None

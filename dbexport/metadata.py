@@ -1,4 +1,4 @@
-"""The anchor's metadata files: export_info and export_tables_info (pure builders)."""
+"""The anchor's export_tables_info files and the WarningMessage (pure builders); export_info is in outcomes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from dbexport.typemap import exported_type_name
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from dbexport.models import ExportPlan, ExportTask, SkippedTable, TablePlan
+    from dbexport.models import ExportPlan, SkippedTable, TablePlan
 
 TABLES_PER_INFO_FILE = 100
 GB = 1024**3
@@ -29,28 +29,6 @@ class TableOutcome:
     source_rows: int | None
     started: datetime | None
     ended: datetime | None
-
-
-def export_info(task: ExportTask, exported_files_path: str) -> dict[str, Any]:
-    """export_info_<id>.json: the task as the anchor records it next to the data."""
-    return {
-        "exportTaskIdentifier": task.export_task_identifier,
-        "sourceArn": task.source_arn,
-        "exportOnly": task.export_only,
-        "snapshotTime": _time(task.snapshot_time),
-        "taskStartTime": _time(task.task_start_time),
-        "taskEndTime": _time(task.task_end_time),
-        "s3Bucket": task.s3_bucket,
-        "s3Prefix": task.s3_prefix,
-        "exportedFilesPath": exported_files_path,
-        "iamRoleArn": task.iam_role_arn,
-        "kmsKeyId": task.kms_key_id,
-        "status": task.status.value,
-        "percentProgress": task.percent_progress,
-        "totalExportedDataInGB": task.total_extracted_data_in_gb,
-        "warningMessage": task.warning_message,
-        "failureCause": task.failure_cause,
-    }
 
 
 def _time(value: datetime | None) -> str | None:

@@ -59,16 +59,21 @@ class ExportSettings(_Frozen):
     max_value_bytes: int = 500 * MIB
 
 
-class StartExportTaskRequest(_RdsShape):
-    """StartExportTask's input, as botocore's RDS model names it."""
+class ExportRequestFields(_RdsShape):
+    """StartExportTask's input but the task's identifier (a schedule gives a prefix instead: see dbexport.aws)."""
 
-    export_task_identifier: str
     source_arn: str
     s3_bucket_name: str
     iam_role_arn: str | None = None
     kms_key_id: str | None = None
     s3_prefix: str = ""
     export_only: list[str] = Field(default_factory=list)
+
+
+class StartExportTaskRequest(ExportRequestFields):
+    """StartExportTask's input, as botocore's RDS model names it."""
+
+    export_task_identifier: str
 
 
 class ExportTask(_RdsShape):

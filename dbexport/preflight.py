@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
+from dbexport.destinations import export_root
 from dbexport.errors import AccessCheckFailed
-from dbexport.writer import export_root
+from dbexport.outcomes import UNKNOWN_ERROR
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_ERROR = "An unknown internal error occurred."
 KMS_CHECK_FAILED = "KMS key check failed. Check the credentials on your KMS key and try again."
 S3_CREDENTIALS_FAILED = "S3 credentials check failed. Check the permissions on your S3 bucket and IAM policy."
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 # dbexport.local (pyarrow, the drivers, boto3) is imported where an export runs: describe and cancel stay quick.
 from dbexport.events import task_event
 from dbexport.models import Status
+from dbexport.outcomes import UNKNOWN_ERROR, failure_cause
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, RUNNER_FIELDS
 from dbexport.tasks.sqlite import SqliteTaskStore
 
@@ -125,8 +126,6 @@ def run_task(
         _run(store, identifier, source_url, endpoint_url, tally)
     task = store.get(identifier)
     if task.status not in FINISHED:  # the export returned without ending the task: never leave it running
-        from dbexport.local import UNKNOWN_ERROR
-
         task = store.update(
             identifier, status=Status.FAILED, failure_cause=UNKNOWN_ERROR, task_end_time=datetime.now(UTC)
         )
@@ -135,7 +134,7 @@ def run_task(
 
 
 def _run(store: SqliteTaskStore, identifier: str, source_url: str, endpoint_url: str | None, tally: _Tally) -> None:
-    from dbexport.local import failure_cause, run_export  # the export's dependencies load only where it runs
+    from dbexport.local import run_export  # the export's dependencies load only where it runs
 
     canceled = threading.Event()
     finished = threading.Event()

@@ -9,16 +9,19 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbexport import metadata
-from dbexport.errors import ExportFailed, InvalidParameterValue
+from dbexport.destinations import export_root, join_key
+from dbexport.errors import ExportFailed
 from dbexport.models import (
     ExportPlan,
     ExportTask,
     Partition,
     PartitionResult,
+    PartitionWork,
     SkippedTable,
     Status,
     TablePlan,
 )
+from dbexport.outcomes import write_export_info
 from dbexport.planning import (
     even_cuts,
     partition_count,
@@ -29,28 +32,20 @@ from dbexport.planning import (
 )
 from dbexport.sources import for_table, for_url, mysql, postgres
 from dbexport.typemap import arrow_schema, map_column, map_mysql_column, mysql_needs_probe, value_probe
-from dbexport.urls import engine_of, redact
-from dbexport.validation import (
-    LOCAL_PREFIX,
-    parse_export_only,
-    sanitize_path_element,
-    validate_bucket_name,
-    validate_cluster_arn,
-    validate_identifier,
-    validate_s3_prefix,
-)
-from dbexport.writer import export_root, join_key, write_partition
+from dbexport.urls import engine_of
+from dbexport.validation import sanitize_path_element
+from dbexport.writer import write_partition
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from contextlib import ExitStack
 
-    from dbexport.models import ExportSettings, PartitionWork, Runtime, StartExportTaskRequest
+    from dbexport.destinations import Destination
+    from dbexport.models import ExportSettings
     from dbexport.sources.postgres import CatalogTable, Snapshot
     from dbexport.typemap import ProbeKind
     from dbexport.urls import EngineName
     from dbexport.validation import Selection
-    from dbexport.writer import Destination
 
 log = logging.getLogger(__name__)
 
@@ -63,39 +58,6 @@ _PATH_CONFLICT = "TABLE_PATH_CONFLICT"
 _DENSE_KEY_SPAN = 4
 # The most a row can hold besides its TOAST: one heap page.
 _MAX_INLINE_ROW_BYTES = 8192
-
-
-def validate_request(
-    request: StartExportTaskRequest, now: datetime | None = None, *, runtime: Runtime = "local"
-) -> ExportTask:
-    """Check the request's shapes and names; return the new task, STARTING.
-
-    The local runtime exports a PostgreSQL or MySQL URL; the AWS runtime an Aurora cluster ARN, and like
-    the anchor it needs the IAM role and KMS key that write to the bucket.
-    """
-    validate_identifier(request.export_task_identifier)
-    validate_s3_prefix(request.s3_prefix)
-    if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
-        validate_bucket_name(request.s3_bucket_name)
-    # A cluster ARN does not say its engine: the AWS runtime checks MySQL's forms once it knows (cloud.validate).
-    parse_export_only(request.export_only, engine_of(request.source_arn) or "postgresql")
-    if runtime == "aws":
-        validate_cluster_arn(request.source_arn)
-        for name, value in (("IamRoleArn", request.iam_role_arn), ("KmsKeyId", request.kms_key_id)):
-            if not value:
-                raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
-    else:
-        for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
-    return ExportTask(
-        export_task_identifier=request.export_task_identifier,
-        source_arn=redact(request.source_arn),
-        export_only=request.export_only,
-        task_start_time=now or datetime.now(UTC),
-        s3_bucket=request.s3_bucket_name,
-        s3_prefix=request.s3_prefix,
-        iam_role_arn=request.iam_role_arn,
-        kms_key_id=request.kms_key_id,
-    )
 
 
 def _skip_reason(relation: CatalogTable) -> str | None:
@@ -410,6 +372,16 @@ def table_folder(task: ExportTask, table: TablePlan) -> str:
     return join_key(task.s3_prefix, task.export_task_identifier, table.database, f"{table.schema_}.{table.table}")
 
 
+def partition_works(task: ExportTask, settings: ExportSettings, plans: list[ExportPlan]) -> list[PartitionWork]:
+    """Every partition of the plans as one unit of work, in plan order, each in its database's snapshot."""
+    return [
+        PartitionWork(task=task, settings=settings, table=table, partition=partition, snapshot_id=plan.snapshot_id)
+        for plan in plans
+        for table in plan.tables
+        for partition in table.partitions
+    ]
+
+
 def export_partition(
     work: PartitionWork,
     dsn: str,
@@ -488,10 +460,3 @@ def finalize(
         destination.put_bytes(json.dumps(body, indent=2).encode(), f"{root}/{name}")
     write_export_info(task, destination)
     return task
-
-
-def write_export_info(task: ExportTask, destination: Destination) -> None:
-    """export_info_<id>.json, written at the start and again when the task ends."""
-    root = export_root(task)
-    info = metadata.export_info(task, destination.url(root))
-    destination.put_bytes(json.dumps(info, indent=2).encode(), f"{root}/export_info_{task.export_task_identifier}.json")

@@ -1,14 +1,22 @@
-"""The anchor's request rules: identifiers, ExportOnly, S3 names (pure)."""
+"""The anchor's request rules: identifiers, ExportOnly, S3 names, and the request that passes them becomes a task.
+
+Light: no driver or Parquet imports (the AWS runtime's ValidateRequest runs it).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
+from dbexport.models import ExportTask
+from dbexport.sources import for_url
+from dbexport.urls import engine_of, redact
 
 if TYPE_CHECKING:
+    from dbexport.models import Runtime, StartExportTaskRequest
     from dbexport.urls import EngineName
 
 # A destination of this form is a local directory instead of an S3 bucket.
@@ -134,3 +142,36 @@ def parse_export_only(export_only: list[str], engine: EngineName = "postgresql")
         else:
             tables.add((parts[0], parts[1], parts[2]))
     return Selection(frozenset(databases), frozenset(schemas), frozenset(tables))
+
+
+def validate_request(
+    request: StartExportTaskRequest, now: datetime | None = None, *, runtime: Runtime = "local"
+) -> ExportTask:
+    """Check the request's shapes and names; return the new task, STARTING.
+
+    The local runtime exports a PostgreSQL or MySQL URL; the AWS runtime an Aurora cluster ARN, and like
+    the anchor it needs the IAM role and KMS key that write to the bucket.
+    """
+    validate_identifier(request.export_task_identifier)
+    validate_s3_prefix(request.s3_prefix)
+    if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
+        validate_bucket_name(request.s3_bucket_name)
+    # A cluster ARN does not say its engine: the AWS runtime checks MySQL's forms once it knows (aws.requests.validate).
+    parse_export_only(request.export_only, engine_of(request.source_arn) or "postgresql")
+    if runtime == "aws":
+        validate_cluster_arn(request.source_arn)
+        for name, value in (("IamRoleArn", request.iam_role_arn), ("KmsKeyId", request.kms_key_id)):
+            if not value:
+                raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
+    else:
+        for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
+    return ExportTask(
+        export_task_identifier=request.export_task_identifier,
+        source_arn=redact(request.source_arn),
+        export_only=request.export_only,
+        task_start_time=now or datetime.now(UTC),
+        s3_bucket=request.s3_bucket_name,
+        s3_prefix=request.s3_prefix,
+        iam_role_arn=request.iam_role_arn,
+        kms_key_id=request.kms_key_id,
+    )

@@ -1,4 +1,4 @@
-"""Thin Lambda handlers, one per state of statemachine/export.asl.json; the work is in dbexport.cloud."""
+"""Thin Lambda handlers, one per state of statemachine/export.asl.json; the work is in dbexport.aws."""
 
 from __future__ import annotations
 

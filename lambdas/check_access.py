@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from dbexport import cloud
+from dbexport.aws.config import CloudConfig
+from dbexport.aws.events import TaskEvent
+from dbexport.aws.requests import check_access
 from lambdas import logger, tracer
 
 if TYPE_CHECKING:
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
 
 @logger.inject_lambda_context(correlation_id_path="export_task_identifier")
 @tracer.capture_lambda_handler
-@event_parser(model=cloud.TaskEvent)
-def handler(event: cloud.TaskEvent, context: LambdaContext) -> dict[str, Any]:
-    cloud.check_access(event.export_task_identifier, cloud.CloudConfig.from_env())
+@event_parser(model=TaskEvent)
+def handler(event: TaskEvent, context: LambdaContext) -> dict[str, Any]:
+    check_access(event, CloudConfig.from_env())
     return {}

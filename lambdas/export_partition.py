@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from dbexport import cloud
+from dbexport.aws.config import CloudConfig
+from dbexport.aws.events import PartitionEvent
+from dbexport.aws.export import export_partition
 from lambdas import logger, metrics, tracer
 
 if TYPE_CHECKING:
@@ -18,13 +20,11 @@ if TYPE_CHECKING:
 @logger.inject_lambda_context(correlation_id_path="export_task_identifier")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-@event_parser(model=cloud.PartitionEvent)
-def handler(event: cloud.PartitionEvent, context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=PartitionEvent)
+def handler(event: PartitionEvent, context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
-    result = cloud.export_partition(
-        event.export_task_identifier, event.source.model_dump(), event.partition, cloud.CloudConfig.from_env()
-    )
-    metrics.add_metric(name="ExportedRows", unit=MetricUnit.Count, value=result["rows"])
-    metrics.add_metric(name="ExportedBytes", unit=MetricUnit.Bytes, value=result.get("bytes_written", 0))
+    done = export_partition(event, CloudConfig.from_env())
+    metrics.add_metric(name="ExportedRows", unit=MetricUnit.Count, value=done.rows)
+    metrics.add_metric(name="ExportedBytes", unit=MetricUnit.Bytes, value=done.bytes_written)
     metrics.add_metric(name="PartitionSeconds", unit=MetricUnit.Seconds, value=time.monotonic() - started)
-    return result
+    return done.model_dump(mode="json")

@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from dbexport import cloud
+from dbexport.aws.config import CloudConfig
+from dbexport.aws.events import FailureEvent
+from dbexport.aws.requests import record_failure
 from lambdas import logger, tracer
 
 if TYPE_CHECKING:
@@ -15,6 +17,6 @@ if TYPE_CHECKING:
 
 @logger.inject_lambda_context(correlation_id_path="export_task_identifier")
 @tracer.capture_lambda_handler
-@event_parser(model=cloud.FailureEvent)
-def handler(event: cloud.FailureEvent, context: LambdaContext) -> dict[str, Any]:
-    return cloud.record_failure(event.export_task_identifier, event.error, cloud.CloudConfig.from_env())
+@event_parser(model=FailureEvent)
+def handler(event: FailureEvent, context: LambdaContext) -> dict[str, Any]:
+    return record_failure(event, CloudConfig.from_env()).model_dump(mode="json")

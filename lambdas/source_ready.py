@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from dbexport import cloud
+from dbexport.aws.clones import source_ready
+from dbexport.aws.config import CloudConfig
+from dbexport.aws.events import SourceEvent
 from lambdas import logger, tracer
 
 if TYPE_CHECKING:
@@ -15,6 +17,6 @@ if TYPE_CHECKING:
 
 @logger.inject_lambda_context(correlation_id_path="export_task_identifier")
 @tracer.capture_lambda_handler
-@event_parser(model=cloud.SourceEvent)
-def handler(event: cloud.SourceEvent, context: LambdaContext) -> dict[str, Any]:
-    return cloud.source_ready(event.export_task_identifier, event.source.model_dump(), cloud.CloudConfig.from_env())
+@event_parser(model=SourceEvent)
+def handler(event: SourceEvent, context: LambdaContext) -> dict[str, Any]:
+    return source_ready(event, CloudConfig.from_env()).model_dump(mode="json")

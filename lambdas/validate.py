@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.parser import event_parser
 
-from dbexport import cloud
+from dbexport.aws.config import CloudConfig
+from dbexport.aws.events import ValidateEvent
+from dbexport.aws.requests import validate
 from lambdas import logger, tracer
 
 if TYPE_CHECKING:
@@ -15,6 +17,6 @@ if TYPE_CHECKING:
 
 @logger.inject_lambda_context(correlation_id_path="request.ExportTaskIdentifier")
 @tracer.capture_lambda_handler
-@event_parser(model=cloud.ValidateEvent)
-def handler(event: cloud.ValidateEvent, context: LambdaContext) -> dict[str, Any]:
-    return cloud.validate(event.request, cloud.CloudConfig.from_env())
+@event_parser(model=ValidateEvent)
+def handler(event: ValidateEvent, context: LambdaContext) -> dict[str, Any]:
+    return validate(event, CloudConfig.from_env()).model_dump(mode="json")

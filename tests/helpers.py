@@ -21,7 +21,7 @@ from psycopg import sql
 
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest, Status
-from dbexport.steps import validate_request
+from dbexport.validation import validate_request
 
 
 def with_database(dsn: str, name: str) -> str:

@@ -448,8 +448,7 @@ def _unchanged(item: Item, attributes: tuple[str, ...], names: Item, values: Ite
 
 
 def _derived_percent(item: Item) -> int:
-    planned = _number(item, "planned_bytes")
-    return min(99, _number(item, "done_bytes") * 100 // planned) if planned > 0 else 0
+    return lifecycle.percent_progress(_number(item, "done_bytes"), _number(item, "planned_bytes"))
 
 
 def _task(item: Item) -> ExportTask:

@@ -71,6 +71,11 @@ def not_found(identifier: str, operation: str) -> ExportTaskNotFound:
     return ExportTaskNotFound(f"The export task with the ID {identifier} doesn't exist.", operation)
 
 
+def percent_progress(done_bytes: int, planned_bytes: int) -> int:
+    """PercentProgress from the planned bytes of the partitions done; 100 belongs to COMPLETE, after verification."""
+    return min(99, done_bytes * 100 // planned_bytes) if planned_bytes > 0 else 0
+
+
 def advance(current: ExportTask, changes: dict[str, Any]) -> ExportTask:
     """Apply a runner's update under the lifecycle rules.
 

@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto.rds.models import DBCluster, RDSBackend, rds_backends
 
-from dbexport import cloud
+from dbexport.aws.clones import clone_identifier
 from dbexport.errors import ExportTaskNotFound
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from tests.helpers import database_of, execute
@@ -163,7 +163,7 @@ def test_an_export_reads_a_copy_on_write_clone_that_is_deleted_afterwards(clones
     assert task.status.value == "COMPLETE", task.failure_cause
     assert task.warning_message is None
 
-    clone = cloud.clone_identifier(identifier)
+    clone = clone_identifier(identifier)
     (restore,) = clones.sent["RestoreDBClusterToPointInTime"]
     assert restore["RestoreType"] == "copy-on-write"
     assert restore["UseLatestRestorableTime"] is True
@@ -222,7 +222,7 @@ def test_an_export_canceled_before_the_clone_is_made_makes_none(clones, small):
 def test_a_clone_that_never_becomes_available_fails_the_task_and_is_deleted(clones, small):
     def break_the_clone(function: str, event: dict) -> None:
         if function == "source_ready":
-            clone = cloud.clone_identifier(event["export_task_identifier"])
+            clone = clone_identifier(event["export_task_identifier"])
             rds_backends[ACCOUNT][REGION].clusters[clone].status = "inaccessible-encryption-credentials"
 
     clones.deployment.before_invoke.append(break_the_clone)

@@ -6,7 +6,7 @@ import psycopg
 
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
-from dbexport.steps import validate_request
+from dbexport.validation import validate_request
 from tests.helpers import WritesDuringExport, database_of, execute, read_table
 
 

@@ -12,10 +12,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
+from dbexport.destinations import S3Destination
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
-from dbexport.steps import validate_request
-from dbexport.writer import S3Destination, write_partition
+from dbexport.validation import validate_request
+from dbexport.writer import write_partition
 from tests.helpers import database_of, execute, export, read_table
 
 PART_FILE = re.compile(r"part-00000-[0-9a-f-]{36}-c(\d{3})(\.gz|\.zstd|\.snappy|)\.parquet")

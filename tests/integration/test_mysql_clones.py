@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from moto.rds.models import DBCluster, rds_backends
 
-from dbexport import cloud
+from dbexport.aws.clones import clone_identifier
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from tests.helpers import database_of, mysql_execute
 from tests.integration import test_preflight
@@ -79,7 +79,7 @@ def test_an_aurora_mysql_cluster_exports_through_its_clone(mysql_clones, mysql_s
     assert entry["tableStatistics"]["sourceRowCount"] == 2
     # The clone is gone; the source stays.
     assert clusters() == [SOURCE]
-    assert cloud.clone_identifier(identifier) not in clusters()
+    assert clone_identifier(identifier) not in clusters()
 
 
 def test_a_schema_form_in_export_only_is_refused_for_an_aurora_mysql_cluster(mysql_clones, mysql_source):

@@ -23,7 +23,7 @@ from dbexport.errors import InvalidExportOnly
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
 from dbexport.sources import mysql
-from dbexport.steps import validate_request
+from dbexport.validation import validate_request
 from tests.helpers import (
     WritesDuringExport,
     database_of,
