@@ -32,6 +32,7 @@ from dbexport.errors import (
     SourceBusy,
 )
 from dbexport.events import task_event
+from dbexport.layout import settle_folders
 from dbexport.local import UNKNOWN_ERROR
 from dbexport.models import (
     ExportPlan,
@@ -527,7 +528,7 @@ def plan(identifier: str, source: dict[str, Any], config: CloudConfig) -> dict[s
     selection = parse_export_only(task.export_only, engine_of(url) or "postgresql")
     with ExitStack() as stack:
         snapshots = steps.open_snapshots(url, selection, stack)
-        plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+        plans = settle_folders([steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()])
     items = [
         PartitionItem(table=table, partition=partition).model_dump(mode="json", by_alias=True)
         for p in plans

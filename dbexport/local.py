@@ -15,6 +15,7 @@ import pymysql
 
 from dbexport import steps
 from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
+from dbexport.layout import settle_folders
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import for_url
@@ -111,7 +112,9 @@ def run_export(
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             steps.write_export_info(task, destination)
             checkpoint()
-            plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            plans = settle_folders(
+                [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            )
             checkpoint()
             update(status=Status.IN_PROGRESS)
             tracker = _Tracker(plans, progress)

@@ -37,9 +37,11 @@ def validate_identifier(identifier: str) -> None:
 
 
 def validate_s3_prefix(prefix: str) -> None:
-    """The anchor refuses a prefix with a colon."""
+    """The anchor refuses a prefix with a colon; a `.` or `..` folder would put the export somewhere else."""
     if ":" in prefix:
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain ':'.")
+    if any(segment in (".", "..") for segment in prefix.split("/")):
+        raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: no folder in it may be '.' or '..'.")
 
 
 def validate_bucket_name(bucket: str) -> None:
