@@ -19,7 +19,7 @@ from dbexport.layout import settle_folders
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import for_url
-from dbexport.urls import engine_of
+from dbexport.urls import canonical, engine_of, scrub
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
 from dbexport.writer import S3Destination, open_destination
 
@@ -92,6 +92,7 @@ def run_export(
     turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
+    source_url = canonical(source_url)
     selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
     stop = should_stop or (lambda: False)
 
@@ -131,7 +132,9 @@ def run_export(
     except AccessCheckFailed as exc:  # nothing is written where access was just refused
         update(status=Status.FAILED, failure_cause=str(exc), task_end_time=datetime.now(UTC))
     except Exception as exc:
-        update(status=Status.FAILED, failure_cause=failure_cause(exc), task_end_time=datetime.now(UTC))
+        # A driver may echo what it was given: the cause never holds the source's secrets.
+        cause = scrub(failure_cause(exc), source_url)
+        update(status=Status.FAILED, failure_cause=cause, task_end_time=datetime.now(UTC))
         _write_final_info(task, destination)
     return task
 

@@ -30,7 +30,7 @@ from dbexport.planning import (
 )
 from dbexport.sources import for_table, for_url, mysql, postgres
 from dbexport.typemap import arrow_schema, map_column, map_mysql_column, mysql_needs_probe, value_probe
-from dbexport.urls import engine_of, redact
+from dbexport.urls import canonical, engine_of, redact
 from dbexport.validation import (
     LOCAL_PREFIX,
     parse_export_only,
@@ -83,7 +83,7 @@ def validate_request(
             if not value:
                 raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
     else:
-        for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
+        for_url(canonical(request.source_arn))  # refuses a malformed URL, or one of no engine dbexport reads
     return ExportTask(
         export_task_identifier=request.export_task_identifier,
         source_arn=redact(request.source_arn),
