@@ -15,12 +15,13 @@ import pymysql
 from dbexport import outcomes, steps
 from dbexport.destinations import S3Destination, open_destination
 from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
+from dbexport.layout import settle_folders
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, Status
 from dbexport.outcomes import UNKNOWN_ERROR, Failure, end_task
 from dbexport.sources import for_url
 from dbexport.tasks.lifecycle import percent_progress
-from dbexport.urls import engine_of
+from dbexport.urls import canonical, engine_of, scrub
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ def run_export(
     turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
+    source_url = canonical(source_url)
     selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
     stop = should_stop or (lambda: False)
 
@@ -110,7 +112,9 @@ def run_export(
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             outcomes.write_export_info(task, destination)
             checkpoint()
-            plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            plans = settle_folders(
+                [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+            )
             checkpoint()
             update(status=Status.IN_PROGRESS)
             tracker = _Tracker(plans, progress)
@@ -124,7 +128,9 @@ def run_export(
     except ExportCanceled:
         end_task(update, _writer(destination))
     except Exception as exc:
-        end_task(update, _writer(destination), Failure(type(exc).__name__, failure_cause(exc)))
+        # A driver may echo what it was given: the cause never holds the source's secrets.
+        cause = scrub(failure_cause(exc), source_url)
+        end_task(update, _writer(destination), Failure(type(exc).__name__, cause))
     return task
 
 

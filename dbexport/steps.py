@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbexport import metadata
-from dbexport.destinations import export_root, join_key
+from dbexport.destinations import export_root
 from dbexport.errors import ExportFailed
+from dbexport.layout import table_folder
 from dbexport.models import (
     ExportPlan,
     ExportTask,
@@ -33,7 +34,6 @@ from dbexport.planning import (
 from dbexport.sources import for_table, for_url, mysql, postgres
 from dbexport.typemap import arrow_schema, map_column, map_mysql_column, mysql_needs_probe, value_probe
 from dbexport.urls import engine_of
-from dbexport.validation import sanitize_path_element
 from dbexport.writer import write_partition
 
 if TYPE_CHECKING:
@@ -52,8 +52,6 @@ log = logging.getLogger(__name__)
 # The anchor skips a table whose column name holds one of these.
 _BAD_COLUMN_CHARS = frozenset(",;{}()\n\t= ")
 _NOT_EXPORTED_KINDS = {"v": "view", "m": "materialized view", "f": "foreign table"}
-# Two tables whose names clean to the same S3 path element: one of them is skipped.
-_PATH_CONFLICT = "TABLE_PATH_CONFLICT"
 # MySQL: an integer key whose values span more than this many times its rows is sampled, not cut evenly.
 _DENSE_KEY_SPAN = 4
 # The most a row can hold besides its TOAST: one heap page.
@@ -143,7 +141,7 @@ class _Planned:
             )
 
     def plan(self, snapshot: Snapshot | mysql.Snapshot) -> ExportPlan:
-        tables = _without_folder_conflicts(self.tables, self.skipped, self.warnings)
+        tables = self.tables
         log.info("planned database %s: %d tables, %d skipped", self.database, len(tables), len(self.skipped))
         return ExportPlan(
             database=self.database,
@@ -154,40 +152,6 @@ class _Planned:
             skipped_objectives=self.skipped_objectives,
             general_warnings=self.warnings,
         )
-
-
-def _without_folder_conflicts(
-    tables: list[TablePlan], skipped: list[SkippedTable], warnings: list[str]
-) -> list[TablePlan]:
-    """Keep one table per folder: names the anchor cleans alike (`a b`, `a_b`) must not write into one another.
-
-    The table whose folder is its own name is kept, else the first in catalog order; the others are skipped.
-    """
-    by_folder: dict[str, list[TablePlan]] = {}
-    for table in tables:
-        by_folder.setdefault(sanitize_path_element(f"{table.schema_}.{table.table}"), []).append(table)
-    dropped: set[int] = set()  # by identity: `a.b`.`c` and `a`.`b.c` have the same target, too
-    for folder, group in by_folder.items():
-        if len(group) < 2:
-            continue
-        keep = next((t for t in group if f"{t.schema_}.{t.table}" == folder), group[0])
-        for table in group:
-            if table is keep:
-                continue
-            dropped.add(id(table))
-            skipped.append(
-                SkippedTable(
-                    database=table.database,
-                    schema=table.schema_,
-                    table=table.table,
-                    reason=_PATH_CONFLICT,
-                    engine=table.engine,
-                )
-            )
-            warnings.append(
-                f"The table {table.target} is not exported: its folder {folder} is the folder of {keep.target}."
-            )
-    return [t for t in tables if id(t) not in dropped]
 
 
 def _check_selection_matches(
@@ -365,11 +329,6 @@ def _size(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} bytes"
-
-
-def table_folder(task: ExportTask, table: TablePlan) -> str:
-    """`<prefix>/<export-id>/<database>/<schema>.<table>`, cleaned as the anchor cleans S3 paths."""
-    return join_key(task.s3_prefix, task.export_task_identifier, table.database, f"{table.schema_}.{table.table}")
 
 
 def partition_works(task: ExportTask, settings: ExportSettings, plans: list[ExportPlan]) -> list[PartitionWork]:

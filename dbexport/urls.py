@@ -1,9 +1,17 @@
-"""Source URLs: which engine a URL names, and its form without secrets. Light: no driver imports."""
+"""Source URLs: which engine a URL names, its one canonical form, and its form without secrets.
+
+Light: no driver imports. A password may reach us in the URL's user info or in its query (`password=`,
+`sslpassword=`), percent-encoded or not, or in a keyword connection string: none of these forms may leave the
+process, so nothing here ever quotes a secret back, not even in a refusal.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from dbexport.errors import InvalidParameterValue
 
 EngineName = Literal["postgresql", "mysql"]
 _SCHEMES: dict[str, EngineName] = {
@@ -12,18 +20,121 @@ _SCHEMES: dict[str, EngineName] = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
+# Query parameters that carry a secret (libpq's and PyMySQL's names), compared case-insensitively.
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passwd"})
+# `password=...` in a keyword connection string, quoted or not.
+_KEYWORD_SECRET = re.compile(r"""(?i)\b(password|sslpassword|passwd)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)""")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+EXAMPLES = "postgresql://user@host:5432/ or mysql://user@host:3306/"
 
 
 def engine_of(source: str) -> EngineName | None:
-    """The engine a source URL names by its scheme, or None when it names none."""
-    return _SCHEMES.get(urlsplit(source).scheme)
+    """The engine a source URL names by its scheme (in any case), or None when it names none."""
+    return _SCHEMES.get(source.partition("://")[0].lower()) if "://" in source else None
+
+
+def _unambiguous_parts(source: str) -> SplitResult | None:
+    """The URL's parts when every parser reads them alike, else None.
+
+    libpq takes the user info up to the first `@`, Python's parse up to the last; an unencoded `/`, `?` or `#`
+    in a password ends it early; an unencoded `[` or `]` is taken for an IPv6 host.
+    """
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return None
+    scheme_length = len(source.partition("://")[0]) + 3
+    if "@" in source[scheme_length + len(parts.netloc) :] or parts.netloc.count("@") > 1:
+        return None
+    return parts
 
 
 def redact(source: str) -> str:
-    """The source URL without its password: the only form that may appear in output, metadata or logs."""
-    parts = urlsplit(source)
-    if parts.password is None:
-        return source
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
+    """The source without its password in any form: the only form that may appear in output, metadata or logs.
+
+    A URL the standard parse can't split safely (an unencoded `@`, `/`, `?` or `#` in its password) loses
+    everything before its last `@` but the user name: more than the password, never less.
+    """
+    scheme, separator, rest = source.partition("://")
+    if not separator:  # a keyword connection string, say: nothing from its first secret keyword on is shown
+        secret = _KEYWORD_SECRET.search(source)
+        return source if secret is None else source[: secret.start()] + "..."
+    parts = _unambiguous_parts(source)
+    if parts is None:
+        userinfo, _, location = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0].split("/", 1)[0]
+        return _without_secret_parameters(f"{scheme.lower()}://{user}@{location}" if user else location)
+    if parts.password is not None:
+        user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}@{host}" if user else host)
+    return _without_secret_parameters(urlunsplit(parts))
+
+
+def _without_secret_parameters(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # no telling where its query is: none of it is shown
+        return url.split("?", 1)[0]
+    if not parts.query:
+        return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _SECRET_PARAMETERS]
+    return urlunsplit(parts._replace(query=urlencode(kept)))
+
+
+def canonical(source: str) -> str:
+    """The source URL as the drivers need it (its scheme in lower case); a malformed one is refused.
+
+    The refusal says what is wrong and never quotes the URL's secret parts.
+    """
+    scheme, separator, _ = source.partition("://")
+    if not separator:
+        raise InvalidParameterValue(
+            f"The source {redact(source)!r} is not a URL: give a PostgreSQL or MySQL URL such as {EXAMPLES}."
+        )
+    if engine_of(source) is None:
+        raise InvalidParameterValue(
+            f"The source {redact(source)!r} is not supported: give a PostgreSQL or MySQL URL such as {EXAMPLES} "
+            "(Aurora cluster ARNs are for the AWS runtime)."
+        )
+    parts = _unambiguous_parts(source)
+    if parts is None:
+        raise InvalidParameterValue(
+            f"The source URL {redact(source)!r} is not valid: percent-encode the characters @ / ? # % [ ] in its "
+            "user name, password and database name (for example @ as %40 and / as %2F)."
+        )
+    if _BAD_ESCAPE.search(parts.netloc) or _BAD_ESCAPE.search(parts.path):
+        raise InvalidParameterValue(
+            f"The source URL {redact(source)!r} is not valid: a % in its user name, password or database name "
+            "must start an escape such as %25 (for % itself)."
+        )
+    try:
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError:
+        raise InvalidParameterValue(
+            f"The source URL {redact(source)!r} is not valid: its port must be a number from 0 to 65535."
+        ) from None
+    return urlunsplit(parts._replace(scheme=scheme.lower()))
+
+
+def secrets_of(source: str) -> list[str]:
+    """The secrets a source holds, in every form they may be echoed in (as given and percent-decoded)."""
+    found = []
+    scheme, separator, rest = source.partition("://")
+    if separator:
+        userinfo = rest.rpartition("@")[0] if "@" in rest else ""
+        if ":" in userinfo:
+            found.append(userinfo.split(":", 1)[1])
+        query = source.partition("?")[2].partition("#")[0]
+        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRET_PARAMETERS]
+    else:
+        found += [m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(source)]
+    forms = {form for secret in found if secret for form in (secret, unquote(secret), quote(unquote(secret), safe=""))}
+    return sorted(forms, key=len, reverse=True)
+
+
+def scrub(text: str, source: str) -> str:
+    """A message with every form of the source's secrets taken out (a driver may echo what it was given)."""
+    for secret in secrets_of(source):  # the longest first: one form may hold another
+        text = text.replace(secret, "***")
+    return text

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
 from dbexport.models import ExportTask
 from dbexport.sources import for_url
-from dbexport.urls import engine_of, redact
+from dbexport.urls import canonical, engine_of, redact
 
 if TYPE_CHECKING:
     from dbexport.models import Runtime, StartExportTaskRequest
@@ -45,9 +45,11 @@ def validate_identifier(identifier: str) -> None:
 
 
 def validate_s3_prefix(prefix: str) -> None:
-    """The anchor refuses a prefix with a colon."""
+    """The anchor refuses a prefix with a colon; a `.` or `..` folder would put the export somewhere else."""
     if ":" in prefix:
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain ':'.")
+    if any(segment in (".", "..") for segment in prefix.split("/")):
+        raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: no folder in it may be '.' or '..'.")
 
 
 def validate_bucket_name(bucket: str) -> None:
@@ -164,7 +166,7 @@ def validate_request(
             if not value:
                 raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
     else:
-        for_url(request.source_arn)  # refuses a URL of no engine dbexport reads
+        for_url(canonical(request.source_arn))  # refuses a malformed URL, or one of no engine dbexport reads
     return ExportTask(
         export_task_identifier=request.export_task_identifier,
         source_arn=redact(request.source_arn),

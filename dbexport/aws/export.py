@@ -22,6 +22,7 @@ from dbexport.aws.events import Outcome, PartitionDone, PartitionItem, Planned
 from dbexport.aws.requests import destination
 from dbexport.aws.secrets import source_url
 from dbexport.errors import ExportCanceled
+from dbexport.layout import settle_folders
 from dbexport.models import ExportPlan, Status
 from dbexport.outcomes import end_task
 from dbexport.sources import for_url
@@ -51,7 +52,7 @@ def plan(event: SourceEvent, config: CloudConfig) -> Planned:
     selection = parse_export_only(task.export_only, engine_of(url) or "postgresql")
     with ExitStack() as stack:
         snapshots = steps.open_snapshots(url, selection, stack)
-        plans = [steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()]
+        plans = settle_folders([steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()])
     items = [
         PartitionItem(table=work.table, partition=work.partition).model_dump(mode="json", by_alias=True)
         for work in steps.partition_works(task, settings, plans)
