@@ -42,11 +42,14 @@ class Failure:
     cause: str
 
     @classmethod
-    def reported(cls, error: str, message: str | None) -> Failure:
-        """An error known only by the name and message it was reported with (Step Functions' Catch output)."""
+    def reported(cls, error: str, message: str | None, details: str | None = None) -> Failure:
+        """An error known only by the name and message it was reported with (Step Functions' Catch output).
+
+        `details` (Lambda's whole report, its stack trace too) is logged where the error is not one of ours.
+        """
         if message and error in _our_error_names():
             return cls(error, message)
-        log.error("export failed with %s: %s", error, message)
+        log.error("export failed with %s: %s", error, details or message)
         return cls(error, UNKNOWN_ERROR)
 
     @property

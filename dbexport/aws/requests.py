@@ -63,6 +63,6 @@ def record_failure(event: FailureEvent, config: CloudConfig) -> Outcome:
     store = config.store()
     task = store.get(identifier)
     if task.status not in FINISHED:
-        failure = Failure.reported(event.error.error, event.error.message)
+        failure = Failure.reported(event.error.error, event.error.message, event.error.cause)
         task = end_task(partial(store.update, identifier), destination, failure)
     return Outcome.of(task, store.partition_results(identifier))
