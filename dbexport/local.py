@@ -126,11 +126,11 @@ def run_export(
             ]
             update(steps.finalize(task, plans, verified, destination))
     except ExportCanceled:
-        end_task(update, _writer(destination))
+        end_task(update, _opened(destination))
     except Exception as exc:
         # A driver may echo what it was given: the cause never holds the source's secrets.
         cause = scrub(failure_cause(exc), source_url)
-        end_task(update, _writer(destination), Failure(type(exc).__name__, cause))
+        end_task(update, _opened(destination), Failure(type(exc).__name__, cause))
     return task
 
 
@@ -144,8 +144,8 @@ def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destinat
     return S3Destination(task.s3_bucket, task.kms_key_id, writer.client("s3"))
 
 
-def _writer(destination: Destination | None) -> Callable[[ExportTask], Destination] | None:
-    """The destination as end_task asks for it; None before there is one."""
+def _opened(destination: Destination | None) -> Callable[[ExportTask], Destination] | None:
+    """The destination as end_task asks for it; None while none is opened."""
     return None if destination is None else lambda _task: destination
 
 
