@@ -12,6 +12,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from dbexport import errors
+from dbexport.aws.contract import STATE_MACHINE_ARN_OUTPUT, TASK_TABLE_NAME_OUTPUT
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import already_exists
 
@@ -38,7 +39,7 @@ class DeployedStack:
             raise errors.InvalidParameterValue(f"Cannot read the stack {stack_name}: {exc}") from exc
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         try:
-            return cls(outputs["StateMachineArn"], outputs["TaskTableName"])
+            return cls(outputs[STATE_MACHINE_ARN_OUTPUT], outputs[TASK_TABLE_NAME_OUTPUT])
         except KeyError as exc:
             raise errors.InvalidParameterValue(
                 f"The stack {stack_name} has no output {exc.args[0]}: is it a dbexport stack?"

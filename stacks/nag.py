@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, CfnResource, Stack, Validations
 
 if TYPE_CHECKING:
-    from aws_cdk import CfnResource
     from constructs import IConstruct
 
 # Said once, used for every runtime finding.
@@ -31,8 +30,10 @@ def wildcard(scope: IConstruct, pattern: str, reason: str) -> None:
     acknowledge(scope, f"AwsSolutions-IAM5[Resource::{pattern}]", reason)
 
 
-def arn_of(resource: CfnResource) -> str:
-    """How cdk-nag prints a resource's Fn::GetAtt Arn: `<LogicalId.Arn>`."""
+def arn_of(construct: IConstruct) -> str:
+    """How cdk-nag prints the Fn::GetAtt Arn of a construct's own resource: `<LogicalId.Arn>`."""
+    resource = construct.node.default_child
+    assert isinstance(resource, CfnResource)
     logical_id = Stack.of(resource).resolve(Stack.of(resource).get_logical_id(resource))
     return f"<{logical_id}.Arn>"
 

@@ -68,7 +68,20 @@ READS_SOURCE_SECRET = (PREPARE_SOURCE, PLAN, EXPORT_PARTITION, FINALIZE)
 MANAGES_SOURCE = (PREPARE_SOURCE, SOURCE_READY, CLEANUP)
 # SourceReady only describes: PrepareSource creates the clone and its instance at once.
 CREATES_CLONE = (PREPARE_SOURCE,)
-# Which use the work bucket (WORK_BUCKET_NAME): PlanExport writes the manifest, Finalize reads it back.
-USES_WORK_BUCKET = (PLAN, FINALIZE)
+DELETES_CLONE = (CLEANUP,)
+# In clone mode ValidateRequest describes the source cluster (RDS's refusals of a missing or non-Aurora one).
+DESCRIBES_SOURCE_CLUSTER = (VALIDATE,)
+# The work bucket (WORK_BUCKET_NAME): PlanExport writes the manifest, Finalize reads it and the Map's results back.
+WRITES_MANIFESTS = (PLAN,)
+READS_MAP_RESULTS = (FINALIZE,)
+USES_WORK_BUCKET = (*WRITES_MANIFESTS, *READS_MAP_RESULTS)
 # Which are told the source mode (clone or direct) and, where set, the stack's source secret.
 KNOWS_SOURCE_MODE = (VALIDATE, *MANAGES_SOURCE)
+
+# --- logs and metrics ------------------------------------------------------------------------------------------
+# Powertools' service name and metrics namespace: the stack sets them, the handlers fall back to them.
+SERVICE_NAME = "dbexport"
+
+# --- the stack's outputs that the CLI's --stack-name mode reads (dbexport/remote.py) ---------------------------
+STATE_MACHINE_ARN_OUTPUT = "StateMachineArn"
+TASK_TABLE_NAME_OUTPUT = "TaskTableName"

@@ -13,12 +13,35 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from dbexport.aws.contract import (
+    CHECK_ACCESS,
+    CLEANUP,
+    EXPORT_PARTITION,
+    FINALIZE,
+    FUNCTIONS,
+    KNOWS_SOURCE_MODE,
+    MANAGES_SOURCE,
+    MAX_CONCURRENCY,
+    MAX_UNFINISHED_TASKS,
+    PLAN,
+    PREPARE_SOURCE,
+    READS_SOURCE_SECRET,
+    RECORD_FAILURE,
+    SERVICE_NAME,
+    SOURCE_MODE,
+    SOURCE_READY,
+    SOURCE_SECRET_ARN,
+    TASK_TABLE_NAME,
+    USES_WORK_BUCKET,
+    VALIDATE,
+    WORK_BUCKET_NAME,
+)
 from stacks import nag
 
 if TYPE_CHECKING:
     from aws_cdk import aws_kms as kms
 
-    from stacks.config import VpcSettings
+    from stacks.config import ExportStackProps, VpcSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,13 +102,13 @@ class _Network:
 
 
 SPECS: tuple[FunctionSpec, ...] = (
-    FunctionSpec("validate", "Validate", "ValidateRequest: check the request and register the task"),
-    FunctionSpec("check_access", "CheckAccess", "CheckAccess: assume IamRoleArn, check bucket and key", 256, 120),
-    FunctionSpec("prepare_source", "PrepareSource", "PrepareSource: clone the source cluster", 256, 120),
-    FunctionSpec("source_ready", "SourceReady", "CheckSource: is the clone available yet", 256, 60),
-    FunctionSpec("plan", "Plan", "PlanExport: catalog, skip rules, partition manifest", 1024, FIFTEEN_MINUTES, True),
+    FunctionSpec(VALIDATE, "Validate", "ValidateRequest: check the request and register the task"),
+    FunctionSpec(CHECK_ACCESS, "CheckAccess", "CheckAccess: assume IamRoleArn, check bucket and key", 256, 120),
+    FunctionSpec(PREPARE_SOURCE, "PrepareSource", "PrepareSource: clone the source cluster", 256, 120),
+    FunctionSpec(SOURCE_READY, "SourceReady", "CheckSource: is the clone available yet", 256, 60),
+    FunctionSpec(PLAN, "Plan", "PlanExport: catalog, skip rules, partition manifest", 1024, FIFTEEN_MINUTES, True),
     FunctionSpec(
-        "export_partition",
+        EXPORT_PARTITION,
         "ExportPartition",
         "ExportPartition: one partition to Parquet in the user's bucket",
         3008,
@@ -95,11 +118,36 @@ SPECS: tuple[FunctionSpec, ...] = (
         ephemeral_storage_mb=10240,
     ),
     FunctionSpec(
-        "finalize", "Finalize", "Finalize: verify counts, write metadata, COMPLETE", 1024, FIFTEEN_MINUTES, True
+        FINALIZE, "Finalize", "Finalize: verify counts, write metadata, COMPLETE", 1024, FIFTEEN_MINUTES, True
     ),
-    FunctionSpec("record_failure", "RecordFailure", "RecordFailure: the task ends FAILED or CANCELED", 256, 60),
-    FunctionSpec("cleanup", "Cleanup", "Cleanup: delete the clone on every path", 256, 120),
+    FunctionSpec(RECORD_FAILURE, "RecordFailure", "RecordFailure: the task ends FAILED or CANCELED", 256, 60),
+    FunctionSpec(CLEANUP, "Cleanup", "Cleanup: delete the clone on every path", 256, 120),
 )
+
+
+def function_environment(props: ExportStackProps, *, table_name: str, bucket_name: str) -> dict[str, dict[str, str]]:
+    """Each function's environment: the task table and logging for all, the rest as dbexport.aws.contract says."""
+    common = {
+        TASK_TABLE_NAME: table_name,
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_METRICS_NAMESPACE": SERVICE_NAME,
+        "LOG_LEVEL": props.log_level,
+    }
+    environment = {name: dict(common) for name in FUNCTIONS}
+
+    def tell(functions: tuple[str, ...], values: dict[str, str]) -> None:
+        for name in functions:
+            environment[name].update(values)
+
+    if props.source_secret_arn:
+        tell(READS_SOURCE_SECRET + MANAGES_SOURCE, {SOURCE_SECRET_ARN: props.source_secret_arn})
+    tell(KNOWS_SOURCE_MODE, {SOURCE_MODE: props.source_mode})
+    tell(USES_WORK_BUCKET, {WORK_BUCKET_NAME: bucket_name})
+    tell(
+        (VALIDATE,),
+        {MAX_UNFINISHED_TASKS: str(props.max_unfinished_tasks), MAX_CONCURRENCY: str(props.max_concurrency)},
+    )
+    return environment
 
 
 class ExportFunctions(Construct):
@@ -111,8 +159,7 @@ class ExportFunctions(Construct):
         construct_id: str,
         *,
         layer: lambda_.ILayerVersion,
-        environment: dict[str, str],
-        extra_environment: dict[str, dict[str, str]],
+        environment: dict[str, dict[str, str]],
         logs_key: kms.IKey,
         vpc: VpcSettings | None,
     ) -> None:
@@ -152,7 +199,7 @@ class ExportFunctions(Construct):
                 memory_size=spec.memory_mb,
                 timeout=Duration.seconds(spec.timeout_seconds),
                 ephemeral_storage_size=Size.mebibytes(spec.ephemeral_storage_mb),
-                environment={**environment, **extra_environment.get(spec.module, {})},
+                environment=environment[spec.module],
                 tracing=lambda_.Tracing.ACTIVE,
                 log_group=log_group,
                 role=role,

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import dbexport
+from dbexport import events
+from dbexport.aws.contract import RESULTS_PREFIX
 from dbexport.errors import RetryableError
-from stacks.export_stack import ASL
+from stacks.constructs.state_machine import ASL
 
 if TYPE_CHECKING:
     from tests.infra.conftest import Synthesized
@@ -158,5 +160,17 @@ def test_distributed_map_reads_and_writes_the_work_bucket() -> None:
     assert state["ResultWriter"]["Parameters"]["Bucket"] == "${WorkBucketName}"
     # the stack's grants and lifecycle rule cover results/...
     prefix = state["ResultWriter"]["Parameters"].get("Prefix") or state["ResultWriter"]["Parameters"]["Prefix.$"]
-    assert re.match(r"^(States\.Format\(')?results(/|'|$)", prefix), prefix
+    assert re.match(rf"^(States\.Format\(')?{RESULTS_PREFIX.rstrip('/')}(/|'|$)", prefix), prefix
     assert state["MaxConcurrencyPath"]
+
+
+def test_task_end_event_has_the_source_and_detail_type_of_dbexport_events() -> None:
+    entries = [
+        entry
+        for _, _, state, _ in walk(DEFINITION["States"])
+        if state.get("Resource") == "arn:aws:states:::events:putEvents"
+        for entry in state["Parameters"]["Entries"]
+    ]
+    assert entries
+    for entry in entries:
+        assert (entry["Source"], entry["DetailType"]) == (events.SOURCE, events.DETAIL_TYPE)

@@ -14,6 +14,7 @@ import pytest
 from aws_cdk.assertions import Match
 from cdk_nag import AwsSolutionsChecks
 
+from dbexport.aws.contract import FUNCTIONS
 from layers import build as layer_build
 from stacks.config import ConfigError, ExportStackProps
 from stacks.constructs.functions import CODE_EXCLUDE, SPECS
@@ -151,6 +152,12 @@ def test_outputs_name_what_the_cli_reads(default_stack: Synthesized) -> None:
 
 
 # --- functions and layer -----------------------------------------------------------------------------------
+def test_one_function_per_function_of_the_contract_each_with_its_handler_module() -> None:
+    assert tuple(MODULES) == FUNCTIONS
+    for module in MODULES:
+        assert (ROOT / "lambdas" / f"{module}.py").is_file(), module
+
+
 def test_nine_functions_on_python_312_with_handlers_sizes_and_tracing(default_stack: Synthesized) -> None:
     default_stack.template.resource_count_is("AWS::Lambda::Function", 9)
     layer_id = default_stack.logical_id(default_stack.stack.node.find_child("Dependencies").node.find_child("Layer"))
