@@ -1,4 +1,4 @@
-"""Start, describe and cancel the export tasks of a deployed dbexport stack (the CLI's AWS mode)."""
+"""The export API through a deployed dbexport stack: its state machine starts tasks, its table records them."""
 
 from __future__ import annotations
 
@@ -12,21 +12,25 @@ import boto3
 from botocore.exceptions import ClientError
 
 from dbexport import errors
+from dbexport.api import describe
 from dbexport.aws.contract import STATE_MACHINE_ARN_OUTPUT, TASK_TABLE_NAME_OUTPUT
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
-from dbexport.tasks.lifecycle import already_exists
+from dbexport.tasks.lifecycle import FINISHED, already_exists
 
 if TYPE_CHECKING:
+    from dbexport.api import DescribeRequest, Display, TaskPage
     from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest
 
 _AWS_CLI_PREFIX = re.compile(r"^An error occurred \(\w+\) when calling the \w+ operation: ")
-# How long `start` waits for ValidateRequest to accept or refuse the request.
+# How long a start waits for ValidateRequest to accept or refuse the request.
 DECISION_TIMEOUT_SECONDS = 60.0
+# How often start_export_task(wait=True) asks how its task is doing.
+POLL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class DeployedStack:
-    """The outputs of `cdk deploy` that the CLI needs."""
+    """A deployed stack, known by the outputs of `cdk deploy`: the export API in AWS."""
 
     state_machine_arn: str
     table_name: str
@@ -48,8 +52,32 @@ class DeployedStack:
     def store(self) -> DynamoDbTaskStore:
         return DynamoDbTaskStore(self.table_name)
 
+    def start_export_task(
+        self,
+        request: StartExportTaskRequest,
+        settings: ExportSettings,
+        *,
+        wait: bool = False,
+        display: Display | None = None,
+    ) -> ExportTask:
+        """Start the state machine; with `wait`, look at the task every POLL_SECONDS until it ends."""
+        task = _start_execution(self, request, settings)
+        store = self.store()
+        while wait and task.status not in FINISHED:
+            time.sleep(POLL_SECONDS)
+            task = store.get(task.export_task_identifier)
+            if display:
+                display.polled(task)
+        return task
 
-def start(stack: DeployedStack, request: StartExportTaskRequest, settings: ExportSettings) -> ExportTask:
+    def describe_export_tasks(self, request: DescribeRequest) -> TaskPage:
+        return describe(self.store(), request)
+
+    def cancel_export_task(self, identifier: str) -> ExportTask:
+        return self.store().cancel(identifier)
+
+
+def _start_execution(stack: DeployedStack, request: StartExportTaskRequest, settings: ExportSettings) -> ExportTask:
     """Start an execution named after the task; return the task once ValidateRequest registered it.
 
     A refusal comes back as the RDS error ValidateRequest raised (ExportTaskAlreadyExists, ...).

@@ -27,7 +27,7 @@ from moto.dynamodb.responses import DynamoHandler
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-from dbexport import cli
+from dbexport import cli, remote
 from dbexport.errors import SourceUnavailable
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import make_query
@@ -387,7 +387,7 @@ def stack(deployment, monkeypatch):
         },
     }
     boto3.client("cloudformation").create_stack(StackName="dbexport", TemplateBody=json.dumps(template))
-    monkeypatch.setattr(cli, "AWS_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(remote, "POLL_SECONDS", 0.2)
     return "dbexport"
 
 
