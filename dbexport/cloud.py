@@ -43,7 +43,7 @@ from dbexport.models import (
     Status,
     TablePlan,
 )
-from dbexport.sources import for_url
+from dbexport.sources import for_name, for_url
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED
 from dbexport.urls import EngineName, engine_of
@@ -496,7 +496,7 @@ def source_url(config: CloudConfig, source: Source) -> str:
     secret = json.loads(_secret(config.source_secret_arn or source.secret_arn, source.secret_version)["SecretString"])
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
     engine = source.engine or ("mysql" if "mysql" in str(secret.get("engine", "")) else "postgresql")
-    default_port = 3306 if engine == "mysql" else 5432
+    default_port = for_name(engine).DEFAULT_PORT
     if source.endpoint:
         host, port = source.endpoint, source.port or secret.get("port", default_port)
     else:

@@ -9,12 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-import adbc_driver_manager
-import psycopg
-import pymysql
-
 from dbexport import steps
-from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled, ExportFailed
+from dbexport.errors import AccessCheckFailed, DbExportError, ExportCanceled
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, PartitionWork, Status
 from dbexport.sources import for_url
@@ -91,7 +87,7 @@ def run_export(
     turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
-    selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
+    selection = parse_export_only(task.export_only, engine_of(source_url))
     stop = should_stop or (lambda: False)
 
     def update(new: ExportTask | None = None, **changes: object) -> None:
@@ -153,22 +149,11 @@ def _write_final_info(task: ExportTask, destination: Destination | None) -> None
 
 
 def failure_cause(exc: BaseException) -> str:
-    """The FailureCause a user reads: our own message, the database's first line, never a stack trace."""
+    """The FailureCause a user reads: our own message (the sources word the database's), never a stack trace."""
     if isinstance(exc, DbExportError):
         return str(exc)
-    if isinstance(exc, _DRIVER_ERRORS):
-        return f"The source database refused the export: {_first_line(exc)}"
     log.error("unexpected failure", exc_info=exc)
     return UNKNOWN_ERROR
-
-
-_DRIVER_ERRORS = (psycopg.Error, adbc_driver_manager.Error, pymysql.MySQLError)
-
-
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.MySQLError) and len(exc.args) == 2:  # (error number, message)
-        return str(exc.args[1])
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _export_partitions(
@@ -213,8 +198,9 @@ def _export_partitions(
                 if (error := future.exception()) is None:
                     tracker.finished(futures[future], future.result())
                 elif failure is None:
-                    # Stop handing out partitions; those already running finish and count.
-                    failure = _partition_error(futures[future], error)
+                    # Stop handing out partitions; those already running finish and count. The sources' errors
+                    # name the table and partition.
+                    failure = error
                     for other in pending:
                         other.cancel()
             update(percent_progress=tracker.percent, total_extracted_data_in_gb=tracker.bytes_written // GB)
@@ -232,14 +218,3 @@ def _export_unless_stopped(
     if should_stop():
         raise ExportCanceled("The export task was canceled.")
     return steps.export_partition(work, dsn, destination, on_rows, should_stop)
-
-
-def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseException:
-    """Name the table and partition in the failure a user reads."""
-    if isinstance(exc, DbExportError) or exc is None:
-        return exc or ExportFailed(UNKNOWN_ERROR)
-    if isinstance(exc, _DRIVER_ERRORS):
-        return ExportFailed(
-            f"Exporting {work.table.target} (partition {work.partition.index}) failed: {_first_line(exc)}"
-        )
-    return exc

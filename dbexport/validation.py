@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
+from dbexport.urls import ENGINES, has_schemas
 
 if TYPE_CHECKING:
     from dbexport.urls import EngineName
@@ -106,28 +107,34 @@ class Selection:
         return sorted([*self.databases, *(".".join(s) for s in self.schemas), *(".".join(t) for t in self.tables)])
 
 
-def parse_export_only(export_only: list[str], engine: EngineName = "postgresql") -> Selection:
-    """Parse ExportOnly: `database`, `database.schema`, `database.schema.table` (PostgreSQL);
-    `database`, `database.table` (MySQL, whose tables are held as `(database, database, table)`)."""
+def parse_export_only(export_only: list[str], engine: EngineName | None = None) -> Selection:
+    """Parse ExportOnly: `database`, `database.schema`, `database.schema.table` (PostgreSQL, or an engine not
+    known yet); `database`, `database.table` for an engine without schemas (MySQL, whose tables are held as
+    `(database, database, table)`)."""
     if sum(len(item.encode()) for item in export_only) > _MAX_EXPORT_ONLY_BYTES:
         raise InvalidExportOnly("ExportOnly is larger than 200 KB.")
-    forms = "database or database.table" if engine == "mysql" else "database, database.schema or database.schema.table"
+    schemas_named = has_schemas(engine)
+    forms = "database, database.schema or database.schema.table" if schemas_named else "database or database.table"
     databases: set[str] = set()
     schemas: set[tuple[str, str]] = set()
     tables: set[tuple[str, str, str]] = set()
     for item in export_only:
         parts = item.split(".")
         bad = [p for p in parts if not _EXPORT_ONLY_NAME.fullmatch(p)]
-        if bad or len(parts) > (2 if engine == "mysql" else 3):
+        if bad or len(parts) > (3 if schemas_named else 2):
             raise InvalidExportOnly(
                 f"The ExportOnly value {item!r} is not valid: use {forms}, with names of the characters "
                 "A-Z a-z 0-9 $ _ only"
                 + (f" ({', '.join(repr(b) for b in bad)} has other characters)." if bad else ".")
-                + (" MySQL has no schemas." if engine == "mysql" and len(parts) > 2 else "")
+                + (
+                    f" {ENGINES[engine].label} has no schemas."
+                    if engine and not schemas_named and len(parts) > 2
+                    else ""
+                )
             )
         if len(parts) == 1:
             databases.add(parts[0])
-        elif engine == "mysql":
+        elif not schemas_named:
             tables.add((parts[0], parts[0], parts[1]))
         elif len(parts) == 2:
             schemas.add((parts[0], parts[1]))
