@@ -90,7 +90,7 @@ def open_snapshots(source_url: str, selection: Selection, stack: ExitStack, work
             f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
         )
     wanted = [db for db in databases if selection.wants_database(db)]
-    return stack.enter_context(engine.open_snapshots(source_url, wanted, workers))
+    return dict(stack.enter_context(engine.open_snapshots(source_url, wanted, workers)))
 
 
 def plan_database(snapshot: Snapshot, database: str, selection: Selection, settings: ExportSettings) -> ExportPlan:

@@ -20,7 +20,7 @@ from dbexport.errors import (
 from dbexport.urls import ENGINES, engine_of, redact
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
 
@@ -106,7 +106,7 @@ class Engine(Protocol):
     def connect(self, dsn: str) -> Any: ...
     def open_snapshots(
         self, source: str, databases: list[str], workers: int
-    ) -> AbstractContextManager[dict[str, Snapshot]]: ...
+    ) -> AbstractContextManager[Mapping[str, Snapshot]]: ...
     def catalog(self, conn: Any, database: str) -> Catalog: ...
     def list_columns(self, conn: Any, database: str, entry: CatalogEntry) -> Sequence[Named]: ...
     def plan_table(
@@ -169,4 +169,5 @@ def partition_name(table: TablePlan, partition: Partition) -> str:
 if TYPE_CHECKING:  # each engine module is an Engine: mypy checks them here, without loading a driver at run time
     from dbexport.sources import mysql, postgres
 
-    _ENGINES: tuple[Engine, ...] = (postgres, mysql)
+    _POSTGRES: Engine = postgres
+    _MYSQL: Engine = mysql
