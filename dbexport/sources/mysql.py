@@ -225,7 +225,10 @@ def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Itera
     is nothing to synchronize.
     """
     with ExitStack() as stack:
-        conns = [stack.enter_context(connect(source)) for _ in range(workers + 1)]
+        conns = []
+        for _ in range(workers + 1):
+            conns.append(connect(source))
+            stack.callback(_close_quietly, conns[-1])  # a worker's may have been closed already, see _borrowed
         warnings: list[str] = []
         with _failing("Opening a snapshot of the source"), ExitStack() as locked:
             if workers:
@@ -282,8 +285,15 @@ def _borrowed(dsn: str, snapshot_id: str | None) -> Iterator[Any]:
             pool.put(conn)
         else:
             # A read that stopped midway leaves rows unread on the connection: it can't serve another partition.
-            conn.close()
+            _close_quietly(conn)
             pool.put(None)
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except pymysql.MySQLError as exc:  # lost, or closed by the driver already: the read's own error says why
+        log.debug("closing a connection of the snapshot: %s", _message(exc))
 
 
 @contextmanager
