@@ -13,15 +13,17 @@ if TYPE_CHECKING:
     from dbexport.tasks import TaskStore
 
 
-class Display(Protocol):
-    """What the caller shows while start_export_task waits for the task to end."""
+class Progress(Protocol):
+    """What a progress display hears from an export running in this process (the local runtime)."""
 
-    # The local runtime reports the export as it runs.
     def begin(self, tables: int, estimated_bytes: int) -> None: ...
     def rows(self, count: int) -> None: ...
     def partition_done(self, estimated_bytes: int, bytes_written: int, table_done: bool) -> None: ...
 
-    # A deployed stack is asked now and then: the task as it was found.
+
+class Display(Progress, Protocol):
+    """What the caller shows while start_export_task waits: an export's progress here, or a stack's task polled."""
+
     def polled(self, task: ExportTask) -> None: ...
 
 

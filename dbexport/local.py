@@ -6,19 +6,15 @@ import logging
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-import adbc_driver_manager
-import psycopg
-import pymysql
+from typing import TYPE_CHECKING
 
 from dbexport import outcomes, steps
 from dbexport.destinations import S3Destination, open_destination
-from dbexport.errors import DbExportError, ExportCanceled, ExportFailed
+from dbexport.errors import ExportCanceled
 from dbexport.layout import settle_folders
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, Status
-from dbexport.outcomes import UNKNOWN_ERROR, Failure, end_task
+from dbexport.outcomes import Failure, end_task
 from dbexport.sources import for_url
 from dbexport.tasks.lifecycle import percent_progress
 from dbexport.urls import canonical, engine_of, scrub
@@ -27,18 +23,11 @@ from dbexport.validation import LOCAL_PREFIX, parse_export_only
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from dbexport.api import Progress
     from dbexport.destinations import Destination
     from dbexport.models import ExportPlan, ExportTask, PartitionResult, PartitionWork
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """What a progress display hears from a running export."""
-
-    def begin(self, tables: int, estimated_bytes: int) -> None: ...
-    def rows(self, count: int) -> None: ...
-    def partition_done(self, estimated_bytes: int, bytes_written: int, table_done: bool) -> None: ...
 
 
 @dataclass
@@ -91,7 +80,7 @@ def run_export(
     """
     settings = settings or ExportSettings()
     source_url = canonical(source_url)
-    selection = parse_export_only(task.export_only, engine_of(source_url) or "postgresql")
+    selection = parse_export_only(task.export_only, engine_of(source_url))
     stop = should_stop or (lambda: False)
 
     def update(new: ExportTask | None = None, **changes: object) -> ExportTask:
@@ -129,7 +118,7 @@ def run_export(
         end_task(update, _opened(destination))
     except Exception as exc:
         # A driver may echo what it was given: the cause never holds the source's secrets.
-        cause = scrub(failure_cause(exc), source_url)
+        cause = scrub(outcomes.failure_cause(exc), source_url)
         end_task(update, _opened(destination), Failure(type(exc).__name__, cause))
     return task
 
@@ -147,22 +136,6 @@ def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destinat
 def _opened(destination: Destination | None) -> Callable[[ExportTask], Destination] | None:
     """The destination as end_task asks for it; None while none is opened."""
     return None if destination is None else lambda _task: destination
-
-
-def failure_cause(exc: BaseException) -> str:
-    """The FailureCause a user reads: our own message, the database's first line, never a stack trace."""
-    if isinstance(exc, _DRIVER_ERRORS):
-        return f"The source database refused the export: {_first_line(exc)}"
-    return outcomes.failure_cause(exc)
-
-
-_DRIVER_ERRORS = (psycopg.Error, adbc_driver_manager.Error, pymysql.MySQLError)
-
-
-def _first_line(exc: BaseException) -> str:
-    if isinstance(exc, pymysql.MySQLError) and len(exc.args) == 2:  # (error number, message)
-        return str(exc.args[1])
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _export_partitions(
@@ -199,8 +172,9 @@ def _export_partitions(
                 if (error := future.exception()) is None:
                     tracker.finished(futures[future], future.result())
                 elif failure is None:
-                    # Stop handing out partitions; those already running finish and count.
-                    failure = _partition_error(futures[future], error)
+                    # Stop handing out partitions; those already running finish and count. The sources' errors
+                    # name the table and partition.
+                    failure = error
                     for other in pending:
                         other.cancel()
             update(percent_progress=tracker.percent, total_extracted_data_in_gb=tracker.bytes_written // GB)
@@ -218,14 +192,3 @@ def _export_unless_stopped(
     if should_stop():
         raise ExportCanceled("The export task was canceled.")
     return steps.export_partition(work, dsn, destination, on_rows, should_stop)
-
-
-def _partition_error(work: PartitionWork, exc: BaseException | None) -> BaseException:
-    """Name the table and partition in the failure a user reads."""
-    if isinstance(exc, DbExportError) or exc is None:
-        return exc or ExportFailed(UNKNOWN_ERROR)
-    if isinstance(exc, _DRIVER_ERRORS):
-        return ExportFailed(
-            f"Exporting {work.table.target} (partition {work.partition.index}) failed: {_first_line(exc)}"
-        )
-    return exc

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_pascal
 
-from dbexport.urls import EngineName  # noqa: TC001 (pydantic reads it at run time)
+from dbexport.urls import EngineName, has_schemas  # noqa: TC001 (pydantic reads EngineName at run time)
 
 GIB = 1024**3
 MIB = 1024**2
@@ -131,8 +131,8 @@ class Partition(_Frozen):
 
 
 def target_name(engine: EngineName, database: str, schema: str, table: str) -> str:
-    """How export_tables_info names a table: `database.schema.table`; MySQL has no schemas: `database.table`."""
-    return f"{database}.{table}" if engine == "mysql" else f"{database}.{schema}.{table}"
+    """How export_tables_info names a table: `database.schema.table`; without schemas (MySQL) `database.table`."""
+    return f"{database}.{schema}.{table}" if has_schemas(engine) else f"{database}.{table}"
 
 
 class SkippedTable(_Frozen):
@@ -157,7 +157,7 @@ class TablePlan(_Frozen):
     columns: list[Column]
     partitions: list[Partition]
     estimated_bytes: int
-    # MySQL's tables have the database as their schema, and are named `database.table`.
+    # An engine without schemas (MySQL) gives its tables the database as their schema: `database.table`.
     engine: EngineName = "postgresql"
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)

@@ -21,7 +21,7 @@ from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, RUNNER_FI
 from dbexport.tasks.sqlite import SqliteTaskStore
 
 if TYPE_CHECKING:
-    from dbexport.local import Progress
+    from dbexport.api import Progress
     from dbexport.models import ExportTask
 
 log = logging.getLogger(__name__)

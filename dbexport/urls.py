@@ -1,4 +1,4 @@
-"""Source URLs: which engine a URL names, its one canonical form, and its form without secrets.
+"""Source URLs and the engines they name: the registry, a URL's one canonical form, and its form without secrets.
 
 Light: no driver imports. A password may reach us in the URL's user info or in its query (`password=`,
 `sslpassword=`), percent-encoded or not, or in a keyword connection string: none of these forms may leave the
@@ -8,13 +8,31 @@ process, so nothing here ever quotes a secret back, not even in a refusal.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from dbexport.errors import InvalidParameterValue
 
-EngineName = Literal["postgresql", "mysql"]
-_SCHEMES: dict[str, EngineName] = {
+# A registered engine's name: the key of ENGINES, held by each TablePlan and SkippedTable.
+EngineName = str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """What the light core knows of an engine without loading its driver."""
+
+    module: str  # the engine's module (see dbexport.sources.Engine), imported when first asked for
+    # False where a table is named `database.table` (MySQL): ExportOnly's forms and export_tables_info follow.
+    schemas: bool = True
+    label: str = ""  # how messages name the engine
+
+
+# Tests register an engine of their own by adding to both.
+ENGINES: dict[EngineName, Registered] = {
+    "postgresql": Registered("dbexport.sources.postgres", label="PostgreSQL"),
+    "mysql": Registered("dbexport.sources.mysql", schemas=False, label="MySQL"),
+}
+SCHEMES: dict[str, EngineName] = {
     "postgresql": "postgresql",
     "postgres": "postgresql",
     "mysql": "mysql",
@@ -30,7 +48,13 @@ EXAMPLES = "postgresql://user@host:5432/ or mysql://user@host:3306/"
 
 def engine_of(source: str) -> EngineName | None:
     """The engine a source URL names by its scheme (in any case), or None when it names none."""
-    return _SCHEMES.get(source.partition("://")[0].lower()) if "://" in source else None
+    return SCHEMES.get(source.partition("://")[0].lower()) if "://" in source else None
+
+
+def has_schemas(engine: EngineName | None) -> bool:
+    """Whether the engine's tables live in schemas; an engine not known yet (an Aurora ARN) may have them."""
+    registered = ENGINES.get(engine) if engine is not None else None
+    return registered is None or registered.schemas
 
 
 def _unambiguous_parts(source: str) -> SplitResult | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
 from dbexport.models import ExportTask
 from dbexport.sources import for_url
-from dbexport.urls import canonical, engine_of, redact
+from dbexport.urls import ENGINES, canonical, engine_of, has_schemas, redact
 
 if TYPE_CHECKING:
     from dbexport.models import Runtime, StartExportTaskRequest
@@ -116,28 +116,34 @@ class Selection:
         return sorted([*self.databases, *(".".join(s) for s in self.schemas), *(".".join(t) for t in self.tables)])
 
 
-def parse_export_only(export_only: list[str], engine: EngineName = "postgresql") -> Selection:
-    """Parse ExportOnly: `database`, `database.schema`, `database.schema.table` (PostgreSQL);
-    `database`, `database.table` (MySQL, whose tables are held as `(database, database, table)`)."""
+def parse_export_only(export_only: list[str], engine: EngineName | None = None) -> Selection:
+    """Parse ExportOnly: `database`, `database.schema`, `database.schema.table` (PostgreSQL, or an engine not
+    known yet); `database`, `database.table` for an engine without schemas (MySQL, whose tables are held as
+    `(database, database, table)`)."""
     if sum(len(item.encode()) for item in export_only) > _MAX_EXPORT_ONLY_BYTES:
         raise InvalidExportOnly("ExportOnly is larger than 200 KB.")
-    forms = "database or database.table" if engine == "mysql" else "database, database.schema or database.schema.table"
+    schemas_named = has_schemas(engine)
+    forms = "database, database.schema or database.schema.table" if schemas_named else "database or database.table"
     databases: set[str] = set()
     schemas: set[tuple[str, str]] = set()
     tables: set[tuple[str, str, str]] = set()
     for item in export_only:
         parts = item.split(".")
         bad = [p for p in parts if not _EXPORT_ONLY_NAME.fullmatch(p)]
-        if bad or len(parts) > (2 if engine == "mysql" else 3):
+        if bad or len(parts) > (3 if schemas_named else 2):
             raise InvalidExportOnly(
                 f"The ExportOnly value {item!r} is not valid: use {forms}, with names of the characters "
                 "A-Z a-z 0-9 $ _ only"
                 + (f" ({', '.join(repr(b) for b in bad)} has other characters)." if bad else ".")
-                + (" MySQL has no schemas." if engine == "mysql" and len(parts) > 2 else "")
+                + (
+                    f" {ENGINES[engine].label} has no schemas."
+                    if engine and not schemas_named and len(parts) > 2
+                    else ""
+                )
             )
         if len(parts) == 1:
             databases.add(parts[0])
-        elif engine == "mysql":
+        elif not schemas_named:
             tables.add((parts[0], parts[0], parts[1]))
         elif len(parts) == 2:
             schemas.add((parts[0], parts[1]))
@@ -159,7 +165,7 @@ def validate_request(
     if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
         validate_bucket_name(request.s3_bucket_name)
     # A cluster ARN does not say its engine: the AWS runtime checks MySQL's forms once it knows (aws.requests.validate).
-    parse_export_only(request.export_only, engine_of(request.source_arn) or "postgresql")
+    parse_export_only(request.export_only, engine_of(request.source_arn))
     if runtime == "aws":
         validate_cluster_arn(request.source_arn)
         for name, value in (("IamRoleArn", request.iam_role_arn), ("KmsKeyId", request.kms_key_id)):

@@ -49,7 +49,7 @@ def plan(event: SourceEvent, config: CloudConfig) -> Planned:
     store = config.store()
     task, settings = store.get(identifier), store.settings(identifier)
     url = source_url(config, event.source)
-    selection = parse_export_only(task.export_only, engine_of(url) or "postgresql")
+    selection = parse_export_only(task.export_only, engine_of(url))
     with ExitStack() as stack:
         snapshots = steps.open_snapshots(url, selection, stack)
         plans = settle_folders([steps.plan_database(snap, db, selection, settings) for db, snap in snapshots.items()])

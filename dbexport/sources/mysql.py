@@ -1,4 +1,4 @@
-"""MySQL and MariaDB: connections, the synchronized snapshot, the catalog, and Arrow reads of one partition.
+"""MySQL and MariaDB: connections, the synchronized snapshot, the catalog, planning, and Arrow reads of one partition.
 
 Names are always quoted with backticks (see `quote`) and values always passed as parameters.
 """
@@ -21,17 +21,20 @@ import pymysql.cursors
 from pymysql.constants import FIELD_TYPE
 
 from dbexport.errors import ExportFailed, SourceUnavailable
-from dbexport.sources import named_only
-from dbexport.typemap import MYSQL_SPATIAL, MySQLColumn, arrow_schema
+from dbexport.models import Partition
+from dbexport.planning import even_cuts, partition_count, split_by_key, split_by_tuples
+from dbexport.sources import Catalog, CatalogEntry, TableDraft, named_only, partition_name, source_error
+from dbexport.typemap import MYSQL_SPATIAL, MySQLColumn, arrow_schema, map_mysql_column, mysql_needs_probe
 from dbexport.urls import redact as redact  # the engine protocol's; the rule is every engine's
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
-    from dbexport.models import Column, Partition, TablePlan
+    from dbexport.models import Column, ExportSettings, TablePlan
 
 log = logging.getLogger(__name__)
 
+NAME = "mysql"
 DEFAULT_PORT = 3306
 SYSTEM_DATABASES = ("mysql", "information_schema", "performance_schema", "sys")
 # Fixed session settings, so values never depend on the server's defaults: UTC for TIMESTAMP columns; no
@@ -53,6 +56,11 @@ _CONVERSIONS = {**pymysql.converters.encoders, **_DECODERS}
 _ACCESS_DENIED = {1142, 1143}  # ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
 _FTWRL_REFUSED = {1227, 1044, 1045}  # ER_SPECIFIC_ACCESS_DENIED_ERROR (RELOAD), ER_DBACCESS_DENIED, ER_ACCESS_DENIED
 _LOCK_WAIT_TIMEOUT = 1205
+# Errors that say the connection is gone: the client's (can't connect, server gone away, lost during a query,
+# lost while reading), the server shutting down, the connection killed.
+_CONNECTION_LOST = {2003, 2006, 2013, 2055, 1053, 1927}
+# An integer key whose values span more than this many times its rows is sampled, not cut evenly.
+_DENSE_KEY_SPAN = 4
 # FLUSH TABLES WITH READ LOCK waits for running statements, and holds every write back while it waits: it is
 # given up after this long rather than stall the source.
 LOCK_WAIT_SECONDS = 10
@@ -132,6 +140,20 @@ def _message(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _lost(exc: pymysql.MySQLError) -> bool:
+    # InterfaceError: pymysql's own "the connection is closed".
+    return isinstance(exc, pymysql.InterfaceError) or bool(exc.args and exc.args[0] in _CONNECTION_LOST)
+
+
+@contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """Driver errors become the project's: `what` failed, SourceUnavailable when the connection was lost."""
+    try:
+        yield
+    except pymysql.MySQLError as exc:
+        raise source_error(what, _message(exc), lost=_lost(exc)) from exc
+
+
 def _query(conn: Any, statement: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
     with conn.cursor() as cur:
         cur.execute(statement, params or [])  # always formatted: names hold `%%` for `%` (see quote)
@@ -141,7 +163,7 @@ def _query(conn: Any, statement: str, params: list[Any] | None = None) -> list[t
 def list_databases(source: str) -> list[str]:
     """The databases to export: the one the URL names, or every one but the system databases."""
     named = source_database(source)
-    with connect(source) as conn:
+    with connect(source) as conn, _failing("Listing the source's databases"):
         rows = _query(
             conn,
             "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN %s ORDER BY SCHEMA_NAME",
@@ -165,6 +187,7 @@ class Snapshot:
     snapshot_id: str
     snapshot_time: datetime
     warnings: list[str] = field(default_factory=list)
+    engine: str = NAME
 
 
 # Worker connections of the open snapshots, by snapshot id; None marks one that was lost.
@@ -202,9 +225,12 @@ def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Itera
     is nothing to synchronize.
     """
     with ExitStack() as stack:
-        conns = [stack.enter_context(connect(source)) for _ in range(workers + 1)]
+        conns = []
+        for _ in range(workers + 1):
+            conns.append(connect(source))
+            stack.callback(_close_quietly, conns[-1])  # a worker's may have been closed already, see _borrowed
         warnings: list[str] = []
-        with ExitStack() as locked:
+        with _failing("Opening a snapshot of the source"), ExitStack() as locked:
             if workers:
                 lock = locked.enter_context(connect(source))
                 try:
@@ -259,8 +285,15 @@ def _borrowed(dsn: str, snapshot_id: str | None) -> Iterator[Any]:
             pool.put(conn)
         else:
             # A read that stopped midway leaves rows unread on the connection: it can't serve another partition.
-            conn.close()
+            _close_quietly(conn)
             pool.put(None)
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except pymysql.MySQLError as exc:  # lost, or closed by the driver already: the read's own error says why
+        log.debug("closing a connection of the snapshot: %s", _message(exc))
 
 
 @contextmanager
@@ -273,30 +306,23 @@ def connections_reused(dsns: Iterable[str]) -> Iterator[None]:
 # --- The catalog ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Relation:
-    """A table or view of one database, before the skip rules."""
-
-    name: str
-    kind: str  # "table", "view", "sequence"
-    readable: bool
-
-
 _KINDS = {"BASE TABLE": "table", "SYSTEM VERSIONED": "table", "VIEW": "view", "SEQUENCE": "sequence"}
 
 
-def list_relations(conn: Any, database: str) -> list[Relation]:
-    """The database's tables and views; a table the user may not read is marked so."""
-    rows = _query(
-        conn,
-        "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
-        [database],
-    )
-    relations = []
-    for name, table_type in rows:
-        kind = _KINDS.get(table_type, "table")
-        relations.append(Relation(name, kind, kind != "table" or _readable(conn, database, name)))
-    return relations
+def catalog(conn: Any, database: str) -> Catalog:
+    """The database's tables and views, each with the database as its schema; a table the user may not read is
+    marked so."""
+    with _failing(f"Reading the catalog of the database {database}"):
+        rows = _query(
+            conn,
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            [database],
+        )
+        entries = []
+        for name, table_type in rows:
+            kind = _KINDS.get(table_type, "table")
+            entries.append(CatalogEntry(database, name, kind, kind != "table" or _readable(conn, database, name)))
+    return Catalog(entries, {database})
 
 
 def _readable(conn: Any, database: str, table: str) -> bool:
@@ -309,7 +335,12 @@ def _readable(conn: Any, database: str, table: str) -> bool:
     return True
 
 
-def list_columns(conn: Any, database: str, table: str) -> list[MySQLColumn]:
+def list_columns(conn: Any, database: str, entry: CatalogEntry) -> list[MySQLColumn]:
+    with _failing(f"Planning the table {database}.{entry.name}"):
+        return _columns(conn, database, entry.name)
+
+
+def _columns(conn: Any, database: str, table: str) -> list[MySQLColumn]:
     rows = _query(
         conn,
         """
@@ -328,6 +359,52 @@ def list_columns(conn: Any, database: str, table: str) -> list[MySQLColumn]:
         )
         for name, data_type, unsigned, precision, scale in rows
     ]
+
+
+def plan_table(
+    conn: Any, database: str, entry: CatalogEntry, columns: Sequence[MySQLColumn], settings: ExportSettings
+) -> TableDraft:
+    """The table's columns (zero dates kept as text) and its partitions; MySQL's values are not measured."""
+    with _failing(f"Planning the table {database}.{entry.name}"):
+        name = entry.name
+        probed = [c.name for c in columns if mysql_needs_probe(c, settings.type_mapping)]
+        zero_dates = zero_date_columns(conn, database, name, probed) if probed else frozenset()
+        size = table_size(conn, database, name)
+        return TableDraft(
+            columns=[map_mysql_column(c, settings.type_mapping, c.name in zero_dates) for c in columns],
+            partitions=_partitions(conn, database, name, size, settings),
+            estimated_bytes=size.bytes,
+            warnings=[
+                f"Column {database}.{name}.{column} holds zero dates (0000-00-00), a zero month or day, or year 0, "
+                "which a Parquet date or timestamp can't hold: it is exported as text (STRING), as MySQL prints it."
+                for column in sorted(zero_dates)
+            ],
+        )
+
+
+def _partitions(conn: Any, database: str, name: str, size: TableSize, settings: ExportSettings) -> list[Partition]:
+    """Ranges of an integer key's first column, else of the key's tuples; one partition without a usable key."""
+    count = partition_count(size.bytes, settings.partition_target_bytes)
+    key = table_key(conn, database, name) if count > 1 else None
+    if (column := integer_key(key)) is not None:
+        # The key's smallest and largest values cost two index lookups; even ranges of its values suit a dense
+        # key. A sparse or skewed one (its values span far more than its rows), or one of a single value, is
+        # split at sampled keys instead, below.
+        bounds = key_range(conn, database, name, column)
+        if bounds is None:
+            return [Partition(index="1", estimated_bytes=size.bytes)]
+        cuts = even_cuts(*bounds, count)
+        if cuts and bounds[1] - bounds[0] < _DENSE_KEY_SPAN * max(size.estimated_rows, 1):
+            return split_by_key(column, cuts, size.bytes)
+    if (columns := tuple_key(key)) is not None:
+        every = max(1, size.estimated_rows // count)
+        boundaries = key_boundaries(conn, database, name, columns, every)
+        if len(boundaries) >= count:  # the row estimate was low: keep count - 1 of them, evenly spaced
+            boundaries = [boundaries[len(boundaries) * i // count] for i in range(1, count)]
+        if column is not None and columns == [column]:
+            return split_by_key(column, [int(b[0]) for b in boundaries], size.bytes)
+        return split_by_tuples(columns, boundaries, size.bytes)
+    return [Partition(index="1", estimated_bytes=size.bytes)]
 
 
 @dataclass(frozen=True)
@@ -490,7 +567,7 @@ def read_partition(
     """
     schema = arrow_schema(table.columns)
     query, params = partition_query(table, partition)
-    with _borrowed(dsn, snapshot_id) as conn:
+    with _failing(partition_name(table, partition)), _borrowed(dsn, snapshot_id) as conn:
         # Not closed when the read stops midway: closing an unbuffered cursor reads every row left
         # (_borrowed drops that connection instead).
         cur = conn.cursor(pymysql.cursors.SSCursor)
@@ -525,5 +602,6 @@ def _array(values: list[Any], target: pa.DataType) -> pa.Array:
 
 def count_rows(conn: Any, table: TablePlan) -> int:
     """Rows of the table in the snapshot `conn` reads."""
-    ((count,),) = _query(conn, f"SELECT COUNT(*) FROM {_table_name(table.database, table.table)}")
+    with _failing(f"Counting the rows of {table.target}"):
+        ((count,),) = _query(conn, f"SELECT COUNT(*) FROM {_table_name(table.database, table.table)}")
     return int(count)

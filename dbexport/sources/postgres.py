@@ -1,12 +1,12 @@
-"""PostgreSQL: connections, the shared snapshot, the catalog, and Arrow reads of one partition."""
+"""PostgreSQL: connections, the shared snapshot, the catalog, planning, and Arrow reads of one partition."""
 
 from __future__ import annotations
 
 import logging
 import re
 import threading
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -17,19 +17,23 @@ import pyarrow.compute as pc
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbexport.errors import DBClusterNotFoundFault, SourceUnavailable
-from dbexport.typemap import SourceColumn, arrow_schema
+from dbexport.errors import SourceUnavailable
+from dbexport.planning import partition_count, quantile_fractions, split_by_key, split_by_pages
+from dbexport.sources import Catalog, CatalogEntry, TableDraft, first_line, named_only, partition_name, source_error
+from dbexport.typemap import SourceColumn, arrow_schema, map_column, value_probe
 from dbexport.urls import redact as redact  # the engine protocol's; the rule is every engine's
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from datetime import datetime
 
-    from dbexport.models import Column, Partition, TablePlan
+    from dbexport.models import Column, ExportSettings, Partition, TablePlan
     from dbexport.typemap import ProbeKind
 
 log = logging.getLogger(__name__)
 
+NAME = "postgresql"
+DEFAULT_PORT = 5432
 # Fixed session settings, so PostgreSQL's text output never depends on the server's or client's defaults.
 SESSION_SETTINGS = {
     "TimeZone": "UTC",
@@ -41,11 +45,15 @@ SESSION_SETTINGS = {
 }
 _EXCLUDED_DATABASES = ("rdsadmin",)
 _EXCLUDED_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
-_URL_SCHEMES = ("postgresql", "postgres")
-
-
-def is_postgres_url(source: str) -> bool:
-    return urlsplit(source).scheme in _URL_SCHEMES
+# What the anchor calls the relations it does not export, by pg_class.relkind.
+_NOT_TABLES = {"v": "view", "m": "materialized view", "f": "foreign table"}
+_SKIPPED_PERSISTENCE = {"t": "TEMPORARY_TABLE", "u": "UNLOGGED_TABLE"}
+# The most a row can hold besides its TOAST: one heap page.
+_MAX_INLINE_ROW_BYTES = 8192
+# Errors that say the connection is gone (SQLSTATE class 08; the server shutting down or terminating the backend).
+_LOST_SQLSTATES = ("57P01", "57P02", "57P03")
+# A streamed read's error carries no SQLSTATE, only libpq's text: a FATAL error always ends the session.
+_LOST_TEXTS = ("FATAL:", "server closed the connection", "no connection to the server", "could not receive data")
 
 
 def database_dsn(source: str, database: str) -> str:
@@ -65,14 +73,29 @@ def connect(dsn: str) -> psycopg.Connection[Any]:
         conn = psycopg.connect(dsn, autocommit=True)
     except psycopg.OperationalError as exc:
         info = conninfo_to_dict(dsn)
-        where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-        raise SourceUnavailable(f"Cannot connect to the PostgreSQL server at {where}: {_first_line(exc)}") from exc
-    _apply_session_settings(conn.execute)
+        where = f"{info.get('host', 'localhost')}:{info.get('port', DEFAULT_PORT)}/{info.get('dbname', '')}"
+        raise SourceUnavailable(f"Cannot connect to the PostgreSQL server at {where}: {first_line(exc)}") from exc
+    with _failing("Setting up a connection to the source"):
+        _apply_session_settings(conn.execute)
     return conn
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _lost(exc: BaseException) -> bool:
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate:
+        return sqlstate.startswith("08") or sqlstate in _LOST_SQLSTATES
+    if isinstance(exc, psycopg.OperationalError):  # no SQLSTATE: the connection itself failed
+        return True
+    return any(text in str(exc) for text in _LOST_TEXTS)
+
+
+@contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """Driver errors become the project's: `what` failed, SourceUnavailable when the connection was lost."""
+    try:
+        yield
+    except (psycopg.Error, adbc.Error) as exc:
+        raise source_error(what, first_line(exc), lost=_lost(exc)) from exc
 
 
 def _apply_session_settings(execute: Any) -> None:
@@ -83,18 +106,13 @@ def _apply_session_settings(execute: Any) -> None:
 def list_databases(source: str) -> list[str]:
     """The databases to export: the one the URL names, or every one that accepts connections."""
     named = source_database(source)
-    with connect(database_dsn(source, named or "postgres")) as conn:
+    with connect(database_dsn(source, named or "postgres")) as conn, _failing("Listing the source's databases"):
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE NOT datistemplate AND datallowconn"
             " AND datname <> ALL(%s) ORDER BY datname",
             [list(_EXCLUDED_DATABASES)],
         ).fetchall()
-    databases = [r[0] for r in rows]
-    if named is not None:
-        if named not in databases:
-            raise DBClusterNotFoundFault(f"The database {named} does not exist on the source cluster.")
-        return [named]
-    return databases
+    return named_only([r[0] for r in rows], named)
 
 
 @dataclass
@@ -104,6 +122,8 @@ class Snapshot:
     conn: psycopg.Connection[Any]
     snapshot_id: str
     snapshot_time: datetime
+    warnings: list[str] = field(default_factory=list)
+    engine: str = NAME
 
 
 @contextmanager
@@ -111,34 +131,37 @@ def open_snapshot(dsn: str) -> Iterator[Snapshot]:
     """Hold a snapshot open for as long as the export of this database runs."""
     conn = connect(dsn)
     try:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        row = conn.execute("SELECT pg_export_snapshot(), now()").fetchone()
+        with _failing(f"Opening a snapshot of the database {conninfo_to_dict(dsn).get('dbname', '')}"):
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            row = conn.execute("SELECT pg_export_snapshot(), now()").fetchone()
         assert row is not None
         yield Snapshot(conn, row[0], row[1])
     finally:
         conn.close()
 
 
+@contextmanager
+def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Iterator[dict[str, Snapshot]]:
+    """A snapshot of each database, exported: the workers join it later, whenever they start (`workers` unused)."""
+    with ExitStack() as stack:
+        yield {db: stack.enter_context(open_snapshot(database_dsn(source, db))) for db in databases}
+
+
 @dataclass(frozen=True)
-class CatalogTable:
-    """A relation as the catalog describes it, before the skip rules."""
+class CatalogTable(CatalogEntry):
+    """A relation as the catalog describes it: what planning needs to find it again."""
 
-    oid: int
-    schema: str
-    name: str
-    kind: str  # pg_class.relkind
-    persistence: str  # pg_class.relpersistence
-    readable: bool
-    # The partitioned tables a partition belongs to, as (schema, name), its parent first and its root last.
-    ancestors: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def root(self) -> tuple[str, str] | None:
-        """The partitioned table at the top of a partition's tree."""
-        return self.ancestors[-1] if self.ancestors else None
+    oid: int = 0
+    partitioned: bool = False
 
 
-def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
+def catalog(conn: psycopg.Connection[Any], database: str) -> Catalog:
+    """The database's relations and schemas, outside the system schemas."""
+    with _failing(f"Reading the catalog of the database {database}"):
+        return Catalog(_relations(conn), _schemas(conn))
+
+
+def _relations(conn: psycopg.Connection[Any]) -> list[CatalogEntry]:
     """Tables, partitioned tables, views and foreign tables outside the system schemas."""
     rows = conn.execute(
         """
@@ -160,12 +183,21 @@ def list_relations(conn: psycopg.Connection[Any]) -> list[CatalogTable]:
         [list(_EXCLUDED_SCHEMAS)],
     ).fetchall()
     return [
-        CatalogTable(oid, schema, name, kind, persistence, readable, tuple((a, b) for a, b in ancestors or ()))
+        CatalogTable(
+            schema,
+            name,
+            kind=_NOT_TABLES.get(kind, "table"),
+            readable=readable,
+            skip=_SKIPPED_PERSISTENCE.get(persistence),
+            ancestors=tuple((a, b) for a, b in ancestors or ()),
+            oid=oid,
+            partitioned=kind == "p",
+        )
         for oid, schema, name, kind, persistence, readable, ancestors in rows
     ]
 
 
-def list_schemas(conn: psycopg.Connection[Any]) -> set[str]:
+def _schemas(conn: psycopg.Connection[Any]) -> set[str]:
     """The schemas outside the system ones, with or without tables."""
     rows = conn.execute(
         "SELECT nspname FROM pg_namespace WHERE nspname <> ALL(%s) AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'",
@@ -174,8 +206,19 @@ def list_schemas(conn: psycopg.Connection[Any]) -> set[str]:
     return {r[0] for r in rows}
 
 
-def list_columns(conn: psycopg.Connection[Any], oid: int) -> list[SourceColumn]:
+def _table(entry: CatalogEntry) -> CatalogTable:
+    assert isinstance(entry, CatalogTable), "an entry of another engine's catalog"
+    return entry
+
+
+def list_columns(conn: psycopg.Connection[Any], database: str, entry: CatalogEntry) -> list[SourceColumn]:
     """A table's columns, with information_schema's type names and domains resolved."""
+    table = _table(entry)
+    with _failing(f"Planning the table {database}.{table.schema}.{table.name}"):
+        return _columns(conn, table.oid)
+
+
+def _columns(conn: psycopg.Connection[Any], oid: int) -> list[SourceColumn]:
     rows = conn.execute(
         """
         WITH RECURSIVE domains AS (
@@ -368,9 +411,78 @@ def scan_values(
     return ValueScan(found, largest_row, largest_value)
 
 
+def plan_table(
+    conn: psycopg.Connection[Any],
+    database: str,
+    entry: CatalogEntry,
+    columns: Sequence[SourceColumn],
+    settings: ExportSettings,
+) -> TableDraft:
+    """The table's exported columns and partitions, and what its values measure against the size limits."""
+    table = _table(entry)
+    with _failing(f"Planning the table {database}.{table.schema}.{table.name}"):
+        return _draft(conn, table, columns, settings)
+
+
+def _draft(
+    conn: psycopg.Connection[Any], table: CatalogTable, columns: Sequence[SourceColumn], settings: ExportSettings
+) -> TableDraft:
+    size = table_size(conn, table.oid)
+    probes: dict[str, ProbeKind] = {
+        c.name: kind for c in columns if (kind := value_probe(c, settings.type_mapping)) is not None
+    }
+    # Only values stored out of line can reach the size limits, so tables with little TOAST need no scan:
+    # a row holds at most one heap page besides its TOAST.
+    limit = min(settings.max_value_bytes, settings.max_row_bytes)
+    sized = [c.name for c in columns] if size.toast_bytes + _MAX_INLINE_ROW_BYTES >= limit else []
+    scan = ValueScan(frozenset(), 0, (0, None))
+    if probes or sized:
+        scan = scan_values(conn, table.schema, table.name, probes, sized, partitioned=table.partitioned)
+    draft = TableDraft(
+        columns=[],
+        partitions=_partitions(conn, table, size, settings),
+        estimated_bytes=size.bytes,
+        is_partitioned=table.partitioned,
+        largest_row=scan.largest_row,
+        largest_value=scan.largest_value,
+    )
+    for source_column in columns:
+        column = map_column(source_column, settings.type_mapping, source_column.name in scan.unrepresentable)
+        if column is None:
+            draft.warnings.append(
+                f"Column {table.schema}.{table.name}.{source_column.name} of type "
+                f"{source_column.base_type} is not exported."
+            )
+        else:
+            draft.columns.append(column)
+    return draft
+
+
+def _partitions(
+    conn: psycopg.Connection[Any], table: CatalogTable, size: TableSize, settings: ExportSettings
+) -> list[Partition]:
+    """Ranges of an integer key, cut at its sampled quantiles; else ranges of heap pages."""
+    count = partition_count(size.bytes, settings.partition_target_bytes)
+    key = integer_key(conn, table.oid) if count > 1 else None
+    if key is not None:
+        cuts = key_quantiles(
+            conn,
+            table.schema,
+            table.name,
+            key,
+            quantile_fractions(count),
+            size.estimated_rows,
+            partitioned=table.partitioned,
+        )
+        if cuts:
+            return split_by_key(key, cuts, size.bytes)
+    return split_by_pages(size.pages, size.bytes, settings.partition_target_bytes)
+
+
 def count_rows(conn: psycopg.Connection[Any], table: TablePlan) -> int:
     """Rows of the table in the snapshot held by `conn`."""
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from_clause(table))).fetchone()
+    with _failing(f"Counting the rows of {table.target}"):
+        row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(_from_clause(table))).fetchone()
     assert row is not None
     return int(row[0])
 
@@ -584,14 +696,14 @@ def _transaction(dsn: str, snapshot_id: str | None, database: str) -> Iterator[a
         try:
             cur = _begin(conn, snapshot_id)
         except adbc.Error as exc:  # an idle connection the server has closed meanwhile
-            log.info("an idle connection to %s is gone (%s): connecting again", database, _first_line(exc))
+            log.info("an idle connection to %s is gone (%s): connecting again", database, first_line(exc))
             _close_quietly(conn)
             conn = None
     if conn is None:
         try:
             conn = adbc.connect(dsn, autocommit=True)
         except adbc.Error as exc:
-            raise SourceUnavailable(f"Cannot connect to the source database {database}: {_first_line(exc)}") from exc
+            raise SourceUnavailable(f"Cannot connect to the source database {database}: {first_line(exc)}") from exc
         with conn.cursor() as setup:
             _apply_session_settings(setup.execute)  # for the connection's life: it comes back only unchanged
         cur = _begin(conn, snapshot_id)
@@ -632,10 +744,18 @@ def read_partition(
         raise ValueError(f"not a snapshot id: {snapshot_id!r}")
     schema = arrow_schema(table.columns)
     formats = [text[1] if (text := _client_text(c)) is not None else None for c in table.columns]
-    with _transaction(dsn, snapshot_id, table.database) as cur:
+    what = partition_name(table, partition)
+    with _failing(what), _transaction(dsn, snapshot_id, table.database) as cur:
         cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
         cur.execute(partition_query(table, partition))
-        for batch in cur.fetch_record_batch():
+        batches = cur.fetch_record_batch()
+        while True:
+            try:
+                batch = batches.read_next_batch()
+            except StopIteration:
+                break
+            except OSError as exc:  # the stream's errors come as Arrow's, with libpq's text
+                raise source_error(what, first_line(exc), lost=_lost(exc)) from exc
             yield _conform(batch, schema, formats)
 
 

@@ -28,10 +28,13 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
 from dbexport import cli, remote
+from dbexport.aws.events import StepError
 from dbexport.errors import SourceUnavailable
+from dbexport.outcomes import Failure
 from dbexport.tasks.dynamodb import DynamoDbTaskStore
 from dbexport.tasks.lifecycle import make_query
 from tests.helpers import database_of, execute
+from tests.integration.test_source_faults import LOST, fault_after_first_batch, terminate_postgres_reads
 
 ASL = Path(__file__).parents[2] / "statemachine" / "export.asl.json"
 REGION = "us-east-1"
@@ -459,3 +462,30 @@ def test_a_scheduled_run_gets_an_identifier_of_its_own(deployment, orders):
     (task,) = DynamoDbTaskStore(deployment.table).describe(make_query())[0]
     assert re.fullmatch(r"nightly-\d{8}-\d{6}", task.export_task_identifier)
     assert task.status.value == "COMPLETE"
+
+
+def test_a_connection_lost_mid_read_is_retried_as_source_unavailable(deployment, source, monkeypatch):
+    """The export's backend is terminated mid-read on every attempt: each attempt fails SourceUnavailable naming
+    the partition, ExportPartition's Retry takes it until its attempts run out, and the task ends FAILED."""
+    execute(
+        source,
+        "CREATE TABLE big (id bigint, body text);"
+        " INSERT INTO big SELECT i, repeat(md5(i::text), 3) FROM generate_series(1, 300000) i; ANALYZE big;",
+    )
+    raised = fault_after_first_batch(monkeypatch, lambda: terminate_postgres_reads(source))
+    db = database_of(source)
+    identifier = f"lost-{uuid.uuid4().hex[:8]}"
+    execution = wait_for(start(deployment, identifier, [f"{db}.public.big"]), timeout=300)
+    assert execution["status"] == "FAILED"
+    assert DynamoDbTaskStore(deployment.table).get(identifier).status.value == "FAILED"
+
+    state = json.loads(ASL.read_text())["States"]["ExportPartitions"]["ItemProcessor"]["States"]["ExportPartition"]
+    (retry,) = [r for r in state["Retry"] if "SourceUnavailable" in r["ErrorEquals"]]
+    assert len(raised) == 1 + retry["MaxAttempts"]
+    for error in raised:
+        assert isinstance(error, SourceUnavailable)
+        assert str(error).startswith(f"Exporting {db}.public.big (partition 1) {LOST}")
+        # What RecordFailure makes of it once the retries are spent: the local runtime's FailureCause.
+        caught = {"Error": type(error).__name__, "Cause": json.dumps({"errorMessage": str(error)})}
+        reported = StepError.model_validate(caught)
+        assert Failure.reported(reported.error, reported.message).cause == str(error)
