@@ -138,7 +138,8 @@ def canonical(source: str) -> str:
         raise InvalidParameterValue(
             f"The source URL {redact(source)!r} is not valid: its port must be a number from 0 to 65535."
         ) from None
-    return urlunsplit(parts._replace(scheme=scheme.lower()))
+    # Otherwise as given: a round trip through urlunsplit would drop an empty host (sqlite:///path).
+    return scheme.lower() + source[len(scheme) :]
 
 
 def secrets_of(source: str) -> list[str]:
