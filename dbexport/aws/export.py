@@ -26,6 +26,7 @@ from dbexport.layout import settle_folders
 from dbexport.models import ExportPlan, Status
 from dbexport.outcomes import end_task
 from dbexport.sources import for_url
+from dbexport.tasks.lifecycle import FINISHED
 from dbexport.urls import engine_of
 from dbexport.validation import parse_export_only
 
@@ -115,6 +116,8 @@ def finalize(event: SourceEvent, config: CloudConfig) -> Outcome:
     results = store.partition_results(identifier)
     if task.status == Status.CANCELING:
         return Outcome.of(end_task(partial(store.update, identifier), destination), results)
+    if task.status in FINISHED:  # a partition's failure ended it already (the Map's RecordPartitionFailure)
+        return Outcome.of(task, results)
     body = boto3.client("s3").get_object(Bucket=config.bucket, Key=plan_key(identifier))["Body"].read()
     plans = [ExportPlan.model_validate(p) for p in json.loads(body)]
     by_table: dict[str, list[PartitionResult]] = {}

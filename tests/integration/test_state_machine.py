@@ -477,7 +477,11 @@ def test_a_connection_lost_mid_read_is_retried_as_source_unavailable(deployment,
     identifier = f"lost-{uuid.uuid4().hex[:8]}"
     execution = wait_for(start(deployment, identifier, [f"{db}.public.big"]), timeout=300)
     assert execution["status"] == "FAILED"
-    assert DynamoDbTaskStore(deployment.table).get(identifier).status.value == "FAILED"
+    task = DynamoDbTaskStore(deployment.table).get(identifier)
+    assert task.status.value == "FAILED"
+    # The partition's own cause, as the local runtime gives it; not the Map's "unknown internal error".
+    assert task.failure_cause is not None
+    assert task.failure_cause.startswith(f"Exporting {db}.public.big (partition 1) {LOST}"), task.failure_cause
 
     state = json.loads(ASL.read_text())["States"]["ExportPartitions"]["ItemProcessor"]["States"]["ExportPartition"]
     (retry,) = [r for r in state["Retry"] if "SourceUnavailable" in r["ErrorEquals"]]
