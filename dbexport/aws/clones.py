@@ -6,6 +6,7 @@ mode reads the cluster itself, and these steps have little to do.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -46,15 +47,32 @@ _FAILED_CLONE_STATUSES = frozenset(
 # A clone not available after this long is given up on.
 CLONE_TIMEOUT = timedelta(hours=3)
 _DEFAULT_INSTANCE_CLASS = "db.r6g.large"
+# RDS cluster and instance identifiers: at most 63 letters, digits and single hyphens, not ending in a hyphen
+# (CreateDBCluster / CreateDBInstance, DBClusterIdentifier constraints).
+MAX_RDS_IDENTIFIER = 63
+_INSTANCE_SUFFIX = "-1"
+_DIGEST_CHARACTERS = 8
+# The tag that says which task a clone belongs to.
+TASK_TAG = "dbexport:export-task"
 
 
 def clone_identifier(identifier: str) -> str:
-    """The clone's cluster identifier: derived from the task, so Cleanup finds it without state."""
-    return f"{contract.CLONE_PREFIX}{identifier}"[:63].rstrip("-")
+    """The clone's cluster identifier: derived from the task, so Cleanup finds it without state.
+
+    `dbexport-<task id>` where that leaves room for the instance's suffix; a longer task id keeps its start and
+    ends in a digest of the whole id, so two task ids never share a clone and no name ends in a hyphen.
+    """
+    name = f"{contract.CLONE_PREFIX}{identifier}"
+    room = MAX_RDS_IDENTIFIER - len(_INSTANCE_SUFFIX)
+    if len(name) <= room:
+        return name
+    digest = hashlib.sha256(identifier.encode()).hexdigest()[:_DIGEST_CHARACTERS]
+    return f"{name[: room - _DIGEST_CHARACTERS - 1].rstrip('-')}-{digest}"
 
 
 def clone_instance_identifier(identifier: str) -> str:
-    return f"{clone_identifier(identifier)}-1"[:63]
+    """The clone's one instance."""
+    return f"{clone_identifier(identifier)}{_INSTANCE_SUFFIX}"
 
 
 def clone_count(rds: Any, cluster: dict[str, Any], ours: str) -> int:
@@ -101,7 +119,7 @@ def prepare_source(event: TaskEvent, config: CloudConfig) -> Source:
     clone = clone_identifier(identifier)
     clones = clone_count(rds, cluster, ours=clone)  # ours: when PrepareSource runs again
     restore_type = "copy-on-write" if clones < MAX_CLONES else "full-copy"
-    tags = [{"Key": "dbexport:export-task", "Value": identifier}]
+    tags = [{"Key": TASK_TAG, "Value": identifier}]
     restore: dict[str, Any] = {
         "SourceDBClusterIdentifier": cluster["DBClusterIdentifier"],
         "DBClusterIdentifier": clone,
@@ -120,7 +138,14 @@ def prepare_source(event: TaskEvent, config: CloudConfig) -> Source:
         }
     try:
         rds.restore_db_cluster_to_point_in_time(**restore)
-    except rds.exceptions.DBClusterAlreadyExistsFault:
+    except rds.exceptions.DBClusterAlreadyExistsFault as exc:
+        # PrepareSource ran again for this task; a cluster of that name made for anything else is not read.
+        owner = _task_of(rds, clone)
+        if owner != identifier:
+            raise ExportFailed(
+                f"dbexport can't clone the DB cluster {name}: a DB cluster named {clone} exists already and is not "
+                f"this export task's clone (its {TASK_TAG} tag is {owner!r}). Delete or rename it and retry."
+            ) from exc
         log.info("the clone %s exists already (PrepareSource ran again)", clone)
     except (rds.exceptions.DBClusterNotFoundFault, rds.exceptions.InvalidDBClusterStateFault) as exc:
         log.warning("cloning %s failed: %s", name, exc)
@@ -199,6 +224,14 @@ def cleanup(event: TaskEvent, config: CloudConfig) -> None:
     identifier = event.export_task_identifier
     rds = boto3.client("rds")
     clone = clone_identifier(identifier)
+    try:
+        owner = _task_of(rds, clone)
+    except rds.exceptions.DBClusterNotFoundFault:
+        log.info("clone of %s already deleted", identifier)
+        return
+    if owner != identifier:  # a cluster of that name that this task did not make is never deleted
+        log.warning("not deleting the DB cluster %s: it is not the clone of %s (tag %r)", clone, identifier, owner)
+        return
     for call, kwargs in (
         (
             rds.delete_db_instance,
@@ -213,6 +246,12 @@ def cleanup(event: TaskEvent, config: CloudConfig) -> None:
         except (rds.exceptions.InvalidDBInstanceStateFault, rds.exceptions.InvalidDBClusterStateFault) as exc:
             # Still being created or changed: Step Functions retries Cleanup a while later.
             raise SourceBusy(f"The clone {clone} can't be deleted yet: {exc}") from exc
+
+
+def _task_of(rds: Any, cluster: str) -> str | None:
+    """The export task a DB cluster was made for (its TASK_TAG), None for one that has no such tag."""
+    (described,) = rds.describe_db_clusters(DBClusterIdentifier=cluster)["DBClusters"]
+    return {t.get("Key"): t.get("Value") for t in described.get("TagList", [])}.get(TASK_TAG)
 
 
 def _general_warning(reason: str) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from moto.rds.exceptions import RDSClientError
 from moto.rds.models import DBCluster, RDSBackend, rds_backends
 
 from dbexport.aws.clones import clone_identifier
@@ -82,6 +83,9 @@ def clones(deployment: Deployment, monkeypatch, pg_dsn) -> Iterator[Clones]:
     restore = RDSBackend.restore_db_cluster_to_point_in_time
 
     def restore_in_clone_group(self: RDSBackend, **params: Any) -> DBCluster:
+        # RDS refuses a cluster name in use with DBClusterAlreadyExistsFault; moto has no such error.
+        if params["db_cluster_identifier"] in self.clusters:
+            raise RDSClientError("DBClusterAlreadyExistsFault", "DB Cluster already exists")
         clone = restore(self, **params)
         if params.get("restore_type") == "copy-on-write":
             source = self.clusters[params["source_db_cluster_identifier"]]
@@ -102,8 +106,14 @@ def clones(deployment: Deployment, monkeypatch, pg_dsn) -> Iterator[Clones]:
     rds_backends[ACCOUNT][REGION].reset()
 
 
-def export(clones: Clones, *, source_arn: str = CLUSTER_ARN, export_only: list[str] | None = None) -> tuple[dict, str]:
-    identifier = f"clone-{uuid.uuid4().hex[:8]}"
+def export(
+    clones: Clones,
+    *,
+    source_arn: str = CLUSTER_ARN,
+    export_only: list[str] | None = None,
+    identifier: str | None = None,
+) -> tuple[dict, str]:
+    identifier = identifier or f"clone-{uuid.uuid4().hex[:8]}"
     d = clones.deployment
     request = {
         "ExportTaskIdentifier": identifier,
@@ -179,6 +189,23 @@ def test_an_export_reads_a_copy_on_write_clone_that_is_deleted_afterwards(clones
 
     assert (clusters(), instances()) == ([SOURCE], [f"{SOURCE}-1"])
     assert clones.sent["DeleteDBInstance"][0]["DBInstanceIdentifier"] == f"{clone}-1"
+
+
+def test_a_cluster_that_has_the_clones_name_but_is_not_the_tasks_is_neither_read_nor_deleted(clones, small):
+    identifier = f"clone-{uuid.uuid4().hex[:8]}"
+    foreign = clone_identifier(identifier)
+    boto3.client("rds").create_db_cluster(
+        DBClusterIdentifier=foreign, Engine="aurora-postgresql", MasterUsername="u", MasterUserPassword="password1"
+    )
+    execution, _ = export(clones, export_only=[f"{small}.public.items"], identifier=identifier)
+    assert execution["status"] == "FAILED"
+    task = clones.store.get(identifier)
+    assert task.status.value == "FAILED"
+    assert f"a DB cluster named {foreign} exists already and is not this export task's clone" in (
+        task.failure_cause or ""
+    )
+    assert foreign in clusters()
+    assert "DeleteDBCluster" not in clones.sent
 
 
 def test_a_failed_export_deletes_its_clone(clones, small):
