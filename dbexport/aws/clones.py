@@ -128,6 +128,12 @@ def prepare_source(event: TaskEvent, config: CloudConfig) -> Source:
         "DeletionProtection": False,
         "Tags": tags,
     }
+    # The clone listens where the source does (its security groups allow that port) and runs the source's
+    # cluster parameters (time zone, sql_mode, ...: what the exported text is made of), not the engine's defaults.
+    if cluster.get("Port"):
+        restore["Port"] = cluster["Port"]
+    if cluster.get("DBClusterParameterGroup"):
+        restore["DBClusterParameterGroupName"] = cluster["DBClusterParameterGroup"]
     if cluster.get("DBSubnetGroup"):
         restore["DBSubnetGroupName"] = cluster["DBSubnetGroup"]
     if groups := [g["VpcSecurityGroupId"] for g in cluster.get("VpcSecurityGroups", [])]:
@@ -162,6 +168,7 @@ def prepare_source(event: TaskEvent, config: CloudConfig) -> Source:
             DBClusterIdentifier=clone,
             Engine=cluster["Engine"],
             DBInstanceClass=_instance_class(rds, cluster),
+            PubliclyAccessible=False,  # whatever the subnet group's default: only the stack's functions read it
             Tags=tags,
         )
     except rds.exceptions.DBInstanceAlreadyExistsFault:

@@ -178,8 +178,15 @@ def test_an_export_reads_a_copy_on_write_clone_that_is_deleted_afterwards(clones
     assert restore["RestoreType"] == "copy-on-write"
     assert restore["UseLatestRestorableTime"] is True
     assert (restore["SourceDBClusterIdentifier"], restore["DBClusterIdentifier"]) == (SOURCE, clone)
+    # Like its source: the port its security groups allow, its cluster parameters; never public.
+    source = boto3.client("rds").describe_db_clusters(DBClusterIdentifier=SOURCE)["DBClusters"][0]
+    assert (restore["Port"], restore["DBClusterParameterGroupName"]) == (
+        source["Port"],
+        source["DBClusterParameterGroup"],
+    )
     (instance,) = clones.sent["CreateDBInstance"]
     assert (instance["DBClusterIdentifier"], instance["DBInstanceClass"]) == (clone, WRITER_CLASS)
+    assert instance["PubliclyAccessible"] is False
 
     # The Wait loop ran with the task STARTING and the clone there; then the export read the clone.
     assert ran.index("prepare_source") < ran.index("source_ready") < ran.index("plan")
