@@ -1,4 +1,4 @@
-"""A runner killed or interrupted midway, for real: readers never see half a partition, and the task says how it ended."""
+"""A runner killed or interrupted midway, for real: readers never see half a partition; the task says how it ended."""
 
 from __future__ import annotations
 
