@@ -132,7 +132,8 @@ def start_export_task(args: argparse.Namespace) -> int:
     task = _start(args, request, args.wait, args.endpoint_url)
     print_json(task.to_rds())
     if args.wait and task.status != Status.COMPLETE:
-        print(f"Export task {task.export_task_identifier} {task.status.value}: {task.failure_cause}", file=sys.stderr)
+        cause = f": {task.failure_cause}" if task.failure_cause else ""  # a canceled task has none
+        print(f"Export task {task.export_task_identifier} {task.status.value}{cause}", file=sys.stderr)
         return 1
     return 0
 

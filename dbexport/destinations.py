@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 from dbexport.validation import LOCAL_PREFIX, sanitize_path_element
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from dbexport.models import ExportTask
+
+# Written last in a partition folder: the folder is complete once it holds this.
+SUCCESS_MARKER = "_SUCCESS"
+# A local partition is written in a folder of its own under this one, then renamed into place whole. Hidden
+# (pyarrow.dataset skips names starting with `.` or `_`) and beside the databases, outside every table folder:
+# DuckDB's `<table>/*/*.parquet`, which skips no hidden name, never reaches it either.
+STAGING_FOLDER = ".dbexport-staging"
 
 
 class Destination(Protocol):
@@ -24,6 +33,7 @@ class Destination(Protocol):
     def put_file(self, path: Path, key: str) -> None: ...
     def put_bytes(self, data: bytes, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
+    def keys(self, prefix: str) -> Iterator[str]: ...
     def url(self, key: str) -> str: ...
 
 
@@ -60,6 +70,19 @@ class LocalDestination:
         folder = self._path(prefix)
         if folder.is_dir():
             shutil.rmtree(folder)
+
+    def keys(self, prefix: str) -> Iterator[str]:
+        folder, root = self._path(prefix), self.root.resolve()
+        if folder.is_dir():
+            yield from sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    def replace_folder(self, staged: str, folder: str) -> None:
+        """Move a staged folder into place in one rename: a reader sees all of it or none of it."""
+        target = self._path(folder)
+        if target.is_dir():  # a retry's: gone for a moment, never mixed with the new files
+            shutil.rmtree(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._path(staged).rename(target)
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -98,6 +121,10 @@ class S3Destination:
             if keys:
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
 
+    def keys(self, prefix: str) -> Iterator[str]:
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from (obj["Key"] for obj in page.get("Contents", []))
+
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
@@ -119,3 +146,8 @@ def join_key(*elements: str) -> str:
 def export_root(task: ExportTask) -> str:
     """`<S3Prefix>/<export id>`: where an export's metadata and data go."""
     return join_key(task.s3_prefix, task.export_task_identifier)
+
+
+def staging_root(task: ExportTask) -> str:
+    """Where a local export's partitions are written before they are renamed into place."""
+    return f"{export_root(task)}/{STAGING_FOLDER}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from dbexport.destinations import export_root
+from dbexport.destinations import STAGING_FOLDER, export_root
 from dbexport.models import ExportPlan, SkippedTable
 from dbexport.validation import sanitize_path_element
 
@@ -29,7 +29,8 @@ PATH_CONFLICT = "TABLE_PATH_CONFLICT"
 def folder_element(name: str) -> str | None:
     """A name as one path element, cleaned as the anchor cleans S3 paths; None when it can't be one."""
     element = sanitize_path_element(name)
-    if "/" in element or element in ("", ".", ".."):
+    # The staging folder lies beside the databases: a database of that name would be written into it.
+    if "/" in element or element in ("", ".", "..", STAGING_FOLDER):
         return None
     return element
 

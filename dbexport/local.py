@@ -12,6 +12,7 @@ from dbexport import outcomes, steps
 from dbexport.destinations import S3Destination, open_destination
 from dbexport.errors import ExportCanceled
 from dbexport.layout import settle_folders
+from dbexport.leftovers import remove_staging
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, Status
 from dbexport.outcomes import Failure, end_task
@@ -120,7 +121,18 @@ def run_export(
         # A driver may echo what it was given: the cause never holds the source's secrets.
         cause = scrub(outcomes.failure_cause(exc), source_url)
         end_task(update, _opened(destination), Failure(type(exc).__name__, cause))
+    _remove_staging(task, destination)
     return task
+
+
+def _remove_staging(task: ExportTask, destination: Destination | None) -> None:
+    """The staging folder is empty now (every worker has stopped): no reader should find it, even empty."""
+    if destination is None:
+        return
+    try:
+        remove_staging(task, destination)
+    except Exception as exc:  # the task has ended as it has; an empty folder left is no reason to change that
+        log.warning("could not remove the staging folder of export %s: %s", task.export_task_identifier, exc)
 
 
 def _checked_destination(task: ExportTask, endpoint_url: str | None) -> Destination:

@@ -34,7 +34,7 @@ class LocalApi:
     def _store(self) -> SqliteTaskStore:
         """The task records, with the tasks of dead runners ended first."""
         store = self.state.store(self.max_unfinished)
-        end_dead_runners(self.state, store)
+        end_dead_runners(self.state, store, self.endpoint_url)
         return store
 
     def start_export_task(

@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # dbexport.local (pyarrow, the drivers, boto3) is imported where an export runs: describe and cancel stay quick.
+from dbexport.errors import InvalidExportTaskStateFault
 from dbexport.events import task_event
+from dbexport.leftovers import clean_after_dead_runner, remove_spool
 from dbexport.models import Status
 from dbexport.outcomes import UNKNOWN_ERROR, failure_cause
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED, FINISHED, RUNNER_FIELDS
 from dbexport.tasks.sqlite import SqliteTaskStore
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import FrameType
+
     from dbexport.api import Progress
     from dbexport.models import ExportTask
 
@@ -71,10 +78,14 @@ class StateDir:
             os.close(fd)
 
 
-def end_dead_runners(state: StateDir, store: SqliteTaskStore) -> list[ExportTask]:
-    """End the tasks whose runner died (FAILED, or CANCELED when a cancel was asked for), with their events."""
+def end_dead_runners(state: StateDir, store: SqliteTaskStore, endpoint_url: str | None = None) -> list[ExportTask]:
+    """End the tasks whose runner died (FAILED, or CANCELED when a cancel was asked for), with their events.
+
+    What the runner left half-written is removed first, and export_info rewritten with the task's end.
+    """
     ended = store.fail_dead_runners()
     for task in ended:
+        clean_after_dead_runner(task, endpoint_url)
         # What the dead runner moved is not known: the event says so with nulls.
         state.append_event(task_event(task, None, None))
     return ended
@@ -114,35 +125,78 @@ def run_task(
 
     A task is run once: when it is finished already or another runner has claimed it, this returns it as it is.
     """
-    status = store.claim(identifier, os.getpid())
-    if status is None:
-        log.warning("export task %s is finished or run by another process; not running it", identifier)
-        return store.get(identifier)
-    tally = _Tally(display)
-    if status == Status.CANCELING:
-        # Canceled before any runner took it: nothing to export.
-        store.update(identifier, status=Status.CANCELED, task_end_time=datetime.now(UTC))
-    else:
-        _run(store, identifier, source_url, endpoint_url, tally)
-    task = store.get(identifier)
-    if task.status not in FINISHED:  # the export returned without ending the task: never leave it running
-        task = store.update(
-            identifier, status=Status.FAILED, failure_cause=UNKNOWN_ERROR, task_end_time=datetime.now(UTC)
-        )
-    state.append_event(task_event(task, tally.rows_exported, tally.bytes_written))
+    interrupted = threading.Event()
+    with _interrupts_cancel(interrupted):
+        status = store.claim(identifier, os.getpid())
+        if status is None:
+            log.warning("export task %s is finished or run by another process; not running it", identifier)
+            return store.get(identifier)
+        tally = _Tally(display)
+        if status == Status.CANCELING:
+            # Canceled before any runner took it: nothing to export.
+            store.update(identifier, status=Status.CANCELED, task_end_time=datetime.now(UTC))
+        else:
+            _run(store, identifier, source_url, endpoint_url, tally, interrupted)
+        remove_spool(identifier)
+        task = store.get(identifier)
+        if task.status not in FINISHED:  # the export returned without ending the task: never leave it running
+            task = store.update(
+                identifier, status=Status.FAILED, failure_cause=UNKNOWN_ERROR, task_end_time=datetime.now(UTC)
+            )
+        state.append_event(task_event(task, tally.rows_exported, tally.bytes_written))
     return task
 
 
-def _run(store: SqliteTaskStore, identifier: str, source_url: str, endpoint_url: str | None, tally: _Tally) -> None:
+@contextmanager
+def _interrupts_cancel(interrupted: threading.Event) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM set `interrupted` instead of stopping the process midway.
+
+    The runner then cancels its task, as cancel-export-task would: the partitions in flight are removed and the
+    task ends CANCELED. Only the main thread can take signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def take(signum: int, frame: FrameType | None) -> None:
+        interrupted.set()  # no more here: a handler runs between any two bytecodes, locks held or not
+
+    previous = {signum: signal.signal(signum, take) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(
+    store: SqliteTaskStore,
+    identifier: str,
+    source_url: str,
+    endpoint_url: str | None,
+    tally: _Tally,
+    interrupted: threading.Event,
+) -> None:
     from dbexport.local import run_export  # the export's dependencies load only where it runs
 
     canceled = threading.Event()
     finished = threading.Event()
+    canceling = threading.Lock()
+
+    def should_stop() -> bool:
+        # An interrupt stops the export at once, as a cancel recorded first (the task may only end CANCELED so).
+        if interrupted.is_set() and not canceled.is_set():
+            with canceling:
+                if not canceled.is_set():
+                    _cancel_interrupted(store, identifier)
+                    canceled.set()
+        return canceled.is_set()
 
     def heartbeat() -> None:
         # Tells other commands this runner lives, and learns of a cancel between two heartbeats.
         while not finished.wait(HEARTBEAT_SECONDS):
             try:
+                should_stop()
                 if store.heartbeat(identifier) == Status.CANCELING:
                     canceled.set()
             except Exception:  # a busy store must not silence the heartbeats for good
@@ -158,7 +212,7 @@ def _run(store: SqliteTaskStore, identifier: str, source_url: str, endpoint_url:
             endpoint_url=endpoint_url,
             progress=tally,
             on_update=lambda t: _record(store, t),
-            should_stop=canceled.is_set,
+            should_stop=should_stop,
         )
     except Exception as exc:
         # run_export ends the task itself for failures of the export; this is for those before it starts
@@ -169,6 +223,12 @@ def _run(store: SqliteTaskStore, identifier: str, source_url: str, endpoint_url:
     finally:
         finished.set()
         beating.join()
+
+
+def _cancel_interrupted(store: SqliteTaskStore, identifier: str) -> None:
+    log.warning("interrupted: canceling export task %s", identifier)
+    with suppress(InvalidExportTaskStateFault):  # it ended meanwhile
+        store.cancel(identifier)
 
 
 def _record(store: SqliteTaskStore, task: ExportTask) -> None:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from dbexport import metadata
-from dbexport.destinations import export_root
+from dbexport.destinations import export_root, staging_root
 from dbexport.errors import ExportFailed
 from dbexport.layout import table_folder
+from dbexport.leftovers import spool_folder
 from dbexport.models import (
     ExportPlan,
     ExportTask,
@@ -222,6 +223,8 @@ def export_partition(
         write_empty=partition.index == "1",
         on_batch=on_rows,
         should_stop=should_stop,
+        staging=staging_root(work.task),
+        spool=spool_folder(work.task.export_task_identifier),
     )
     log.info("exported %s partition %s: %d rows", table.target, partition.index, written.rows)
     return PartitionResult(

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dbexport.destinations import SUCCESS_MARKER, LocalDestination
 from dbexport.errors import ExportCanceled
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 _SUFFIX = {"gzip": ".gz", "zstd": ".zstd", "snappy": ".snappy", "none": ""}
 # pyarrow's default gzip level took 15x longer than level 1 for files 2% smaller.
 _LEVEL = {"gzip": 1}
-SUCCESS_MARKER = "_SUCCESS"
 # Columns whose first row group has more distinct values than this share of its rows are written without a
 # dictionary: Parquet's dictionary encoder would fill its page, fall back to plain encoding, and have cost
 # time and bytes for nothing (lineitem, zstd: 18% less encoding time, 17% smaller files).
@@ -212,19 +212,26 @@ def write_partition(
     write_empty: bool,
     on_batch: Callable[[int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    staging: str | None = None,
+    spool: Path | None = None,
 ) -> WrittenPartition:
     """Write one partition's folder: Parquet files rolled over at the size limit, then `_SUCCESS`.
 
     A retry replaces the folder's objects, never adds a second copy; a partition that fails or is
-    canceled midway leaves no objects behind. An empty partition writes no file unless
-    `write_empty` (so an empty table still has one file carrying its schema).
+    canceled midway leaves no objects behind. On a local destination with a `staging` folder, the
+    partition is written there and renamed into place whole. Files are spooled under `spool` (the
+    temporary directory without it). An empty partition writes no file unless `write_empty` (so an
+    empty table still has one file carrying its schema).
     """
-    destination.delete_prefix(folder + "/")
+    staged = _staged_folder(destination, folder, staging)
+    destination.delete_prefix(staged + "/")
+    if spool is not None:
+        spool.mkdir(parents=True, exist_ok=True)
     rows = 0
     reader = _Prefetched(batches)
     try:
-        with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
-            files = _RollingParquet(destination, folder, schema, settings, Path(spool))
+        with tempfile.TemporaryDirectory(prefix="dbexport-", dir=spool) as spooled:
+            files = _RollingParquet(destination, staged, schema, settings, Path(spooled))
             for batch in reader:
                 if should_stop is not None and should_stop():
                     raise ExportCanceled("The export task was canceled.")
@@ -233,10 +240,31 @@ def write_partition(
                 if on_batch is not None:
                     on_batch(batch.num_rows)
             files.close(write_empty)
+        destination.put_bytes(b"", f"{staged}/{SUCCESS_MARKER}")
+        objects = _publish(destination, staged, folder, files.objects)
     except BaseException:
         reader.close()
-        destination.delete_prefix(folder + "/")
+        destination.delete_prefix(staged + "/")
         raise
     reader.close()
-    destination.put_bytes(b"", f"{folder}/{SUCCESS_MARKER}")
-    return WrittenPartition(rows, files.bytes_written, files.objects)
+    return WrittenPartition(rows, files.bytes_written, objects)
+
+
+def _staged_folder(destination: Destination, folder: str, staging: str | None) -> str:
+    """Where the partition is written: a folder of its own under `staging` on a local destination, else the folder.
+
+    S3 has no rename: there the folder is whole once it holds `_SUCCESS`, and a dead runner's half folder is
+    removed by the next command (dbexport.leftovers).
+    """
+    if staging is None or not isinstance(destination, LocalDestination):
+        return folder
+    return f"{staging}/{uuid.uuid4()}"
+
+
+def _publish(destination: Destination, staged: str, folder: str, objects: list[str]) -> list[str]:
+    """Move a staged partition into its folder; returns its objects' keys there."""
+    if staged == folder:
+        return objects
+    assert isinstance(destination, LocalDestination)
+    destination.replace_folder(staged, folder)
+    return [folder + key.removeprefix(staged) for key in objects]

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pymysql
 from psycopg import sql
 
@@ -197,3 +198,19 @@ def table_locked(url: str, table: str) -> Iterator[None]:
             yield
         finally:
             conn.rollback()
+
+
+def assert_whole(folder: Path) -> int:
+    """A partition folder is whole: its `_SUCCESS`, Parquet files pyarrow reads, no partial objects. Its rows."""
+    assert (folder / "_SUCCESS").is_file(), folder
+    names = sorted(p.name for p in folder.iterdir())
+    assert all(n == "_SUCCESS" or n.endswith(".parquet") for n in names), names
+    return sum(pq.read_table(folder / n).num_rows for n in names if n.endswith(".parquet"))
+
+
+def dead(pid: int) -> bool:
+    """Gone, or a zombie nobody reaps (the runner's parent has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True

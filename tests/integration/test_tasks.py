@@ -12,7 +12,6 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from dbexport.models import ExportSettings, ExportTask, Status
@@ -21,9 +20,11 @@ from dbexport.tasks.sqlite import SqliteTaskStore
 from tests.helpers import (
     DBEXPORT,
     FINISHED,
+    assert_whole,
     cancel_task,
     cli,
     database_of,
+    dead,
     describe_task,
     describe_tasks,
     events,
@@ -140,25 +141,9 @@ def partition_folders(out: Path, identifier: str, table: str) -> list[Path]:
     return sorted(p for t in tables for p in t.iterdir() if p.is_dir())
 
 
-def assert_whole(folder: Path) -> int:
-    """A partition folder is whole: its `_SUCCESS`, Parquet files pyarrow reads, no partial objects. Its rows."""
-    assert (folder / "_SUCCESS").is_file(), folder
-    names = sorted(p.name for p in folder.iterdir())
-    assert all(n == "_SUCCESS" or n.endswith(".parquet") for n in names), names
-    return sum(pq.read_table(folder / n).num_rows for n in names if n.endswith(".parquet"))
-
-
 def assert_monotonic(seen: list[dict]) -> None:
     progress = [t["PercentProgress"] for t in seen]
     assert progress == sorted(progress), progress
-
-
-def dead(pid: int) -> bool:
-    """Gone, or a zombie nobody reaps (the runner's parent has exited)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def event_of(state_dir: Path, identifier: str) -> dict:

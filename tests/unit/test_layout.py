@@ -46,7 +46,8 @@ def test_any_name_is_one_safe_folder_or_none(name: str) -> None:
         assert not set('\\`" ') & set(element)
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../victim", "x/../../victim2/db", "/"])
+# ".dbexport-staging": the local staging folder beside the databases, emptied when an export ends.
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../victim", "x/../../victim2/db", "/", ".dbexport-staging"])
 def test_names_that_are_no_folder(name: str) -> None:
     assert folder_element(name) is None
 
