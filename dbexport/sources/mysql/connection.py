@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 from urllib.parse import quote as quote_url
-from urllib.parse import unquote, urlsplit
 
 import pymysql
 from pymysql.constants import FIELD_TYPE
 
 from dbexport.errors import SourceUnavailable
-from dbexport.sources import named_only, source_error
+from dbexport.sources import APPLICATION_NAME, named_only, source_error
 from dbexport.urls import redact as redact  # the engine protocol's; the rule is every engine's
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def connect(dsn: str) -> Any:
             conv=_CONVERSIONS,
             autocommit=True,
             connect_timeout=10,
+            program_name=_application_name(parts.query),
         )
     except pymysql.MySQLError as exc:
         where = f"{host}:{port}/{source_database(dsn) or ''}"
@@ -91,6 +92,12 @@ def connect(dsn: str) -> Any:
         for name, value in SESSION_SETTINGS.items():
             cur.execute(f"SET SESSION {name} = %s", [value])
     return conn
+
+
+def _application_name(query: str) -> str | None:
+    """The export's name for its connections, from the URL (see sources.with_application_name)."""
+    names = parse_qs(query).get(APPLICATION_NAME)
+    return names[-1] if names else None
 
 
 def message(exc: BaseException) -> str:

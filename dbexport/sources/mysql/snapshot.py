@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pymysql
 
 from dbexport.errors import ExportFailed
+from dbexport.planning import partition_count
 from dbexport.sources.mysql.connection import NAME, connect, failing, message, query
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
+
+    from dbexport.models import ExportSettings
 
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,6 @@ class Snapshot:
 
 # Worker connections of the open snapshots, by snapshot id; None marks one that was lost.
 _WORKERS: dict[str, queue.Queue[Any]] = {}
-_BORROW_TIMEOUT_SECONDS = 600
 _UNSYNCHRONIZED = (
     "{why}, so dbexport could not start the workers' snapshots at one instant: each worker read a consistent "
     "snapshot of its own, started within moments of the others. Rows written while the export started may be "
@@ -64,6 +66,29 @@ _LOCK_TIMEOUT = (
 )
 
 
+def worker_connections(conn: Any, databases: list[str], settings: ExportSettings) -> int:
+    """How many worker connections to open: no more than the workers, the partitions, or the server can spare.
+
+    They can't be opened later, as partitions need them (a later transaction sees a later snapshot), so
+    they are bounded up front: by the partitions planning will make (from the same size estimates), and
+    by half the connections the server has free, so that the export never takes the last of them. A worker
+    with no connection of its own waits for one to come back.
+    """
+    sizes = query(
+        conn,
+        "SELECT COALESCE(DATA_LENGTH, 0) FROM information_schema.TABLES"
+        " WHERE TABLE_SCHEMA IN %s AND TABLE_TYPE <> 'VIEW'",
+        [databases or [""]],
+    )
+    partitions = sum(partition_count(int(size), settings.partition_target_bytes) for (size,) in sizes)
+    ((limit, user_limit),) = query(conn, "SELECT @@max_connections, @@max_user_connections")
+    ((_, connected),) = query(conn, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+    spare = int(limit) - int(connected)
+    if int(user_limit):  # 0: no limit per user (this user's other sessions are not counted: a lower bound)
+        spare = min(spare, int(user_limit) - 1)
+    return max(1, min(settings.workers, partitions, spare // 2))
+
+
 def _begin_snapshot(conn: Any) -> None:
     with conn.cursor() as cur:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -71,18 +96,23 @@ def _begin_snapshot(conn: Any) -> None:
 
 
 @contextmanager
-def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Iterator[dict[str, Snapshot]]:
+def open_snapshots(
+    source: str, databases: list[str], settings: ExportSettings | None = None
+) -> Iterator[dict[str, Snapshot]]:
     """One snapshot of the whole server, which every database's export reads, held until the context ends.
 
-    The coordinator's transaction and those of `workers` worker connections start while a brief
-    FLUSH TABLES WITH READ LOCK holds every commit back, so they all see the same committed rows. Without
+    The coordinator's transaction and those of the worker connections (see worker_connections) start while a
+    brief FLUSH TABLES WITH READ LOCK holds every commit back, so they all see the same committed rows. Without
     the RELOAD privilege the lock is refused: the workers' snapshots then start unsynchronized, and the
-    first database's plan says so. With no workers (the AWS runtime reads a clone nobody writes to) there
-    is nothing to synchronize.
+    first database's plan says so. Without settings (the AWS runtime reads a clone nobody writes to, each read
+    in its own transaction) there are no workers and nothing to synchronize.
     """
     with ExitStack() as stack:
-        conns = []
-        for _ in range(workers + 1):
+        conns = [connect(source)]
+        stack.callback(_close_quietly, conns[0])
+        with failing("Opening a snapshot of the source"):
+            workers = 0 if settings is None else worker_connections(conns[0], databases, settings)
+        for _ in range(workers):
             conns.append(connect(source))
             stack.callback(_close_quietly, conns[-1])  # a worker's may have been closed already, see borrowed
         warnings: list[str] = []
@@ -125,10 +155,8 @@ def borrowed(dsn: str, snapshot_id: str | None) -> Iterator[Any]:
     pool = _WORKERS.get(snapshot_id)
     if pool is None:
         raise ExportFailed(f"The snapshot {snapshot_id} of the source is no longer open.")
-    try:
-        conn = pool.get(timeout=_BORROW_TIMEOUT_SECONDS)
-    except queue.Empty:
-        raise ExportFailed("No connection of the source's snapshot was free for this partition.") from None
+    # Every borrowed connection comes back (or None in its place): waiting for one never waits forever.
+    conn = pool.get()
     if conn is None:
         pool.put(None)
         raise ExportFailed("A connection of the source's snapshot was lost; the export can't go on in that snapshot.")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
     import psycopg
 
+    from dbexport.models import ExportSettings
+
 
 @dataclass
 class Snapshot:
@@ -43,7 +45,9 @@ def open_snapshot(dsn: str) -> Iterator[Snapshot]:
 
 
 @contextmanager
-def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Iterator[dict[str, Snapshot]]:
-    """A snapshot of each database, exported: the workers join it later, whenever they start (`workers` unused)."""
+def open_snapshots(
+    source: str, databases: list[str], settings: ExportSettings | None = None
+) -> Iterator[dict[str, Snapshot]]:
+    """A snapshot of each database, exported: the workers join it later, as they start (`settings` unused)."""
     with ExitStack() as stack:
         yield {db: stack.enter_context(open_snapshot(database_dsn(source, db))) for db in databases}
