@@ -41,6 +41,9 @@ _COMPRESSION_SAMPLE_BYTES = 256 * 1024
 # max_statistics_size), yet computes them first: about six copies of each value (a 100 MB value cost 600 MB).
 # A column that holds a longer value is written without statistics, which it would mostly lose anyway.
 STATISTICS_MAX_VALUE_BYTES = 4096
+# A value longer than a dictionary page (Parquet's default limit) makes the encoder give its dictionary up at once:
+# such a column is written without one, and without counting its distinct values (a copy of each).
+_DICTIONARY_PAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -124,13 +127,14 @@ class _Layout:
         if group is None:
             return cls(True, codec, None)
         dictionary, compression = [], {}
+        too_long = _long_value_columns(group, _DICTIONARY_PAGE_BYTES)
         for spec, column in zip(group.schema, group.columns, strict=True):
             if isinstance(spec.type, pa.BaseExtensionType):  # uuid, json: what is encoded is their storage
                 column = column.storage
             if pa.types.is_nested(column.type):
                 compression[spec.name] = codec
                 continue
-            if _few_distinct(column):
+            if spec.name not in too_long and _few_distinct(column):
                 dictionary.append(spec.name)
                 compression[spec.name] = codec
             else:
@@ -139,15 +143,15 @@ class _Layout:
         return cls(dictionary, compression, levels or None)
 
 
-def _long_value_columns(group: pa.RecordBatch) -> set[str]:
-    """The string and binary columns of the group holding a value longer than STATISTICS_MAX_VALUE_BYTES."""
+def _long_value_columns(group: pa.RecordBatch, longest_kept: int = STATISTICS_MAX_VALUE_BYTES) -> set[str]:
+    """The string and binary columns of the group holding a value longer than `longest_kept` bytes."""
     found = set()
     for spec, column in zip(group.schema, group.columns, strict=True):
         if isinstance(column.type, pa.BaseExtensionType):
             column = column.storage
         if _variable_length(column.type) and len(column):
             longest = pc.max(pc.binary_length(column)).as_py()
-            if longest is not None and longest > STATISTICS_MAX_VALUE_BYTES:
+            if longest is not None and longest > longest_kept:
                 found.add(spec.name)
     return found
 
