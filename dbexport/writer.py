@@ -204,6 +204,7 @@ class _Prefetched:
             for batch in iterator:
                 if not self._put(batch):
                     return
+                del batch  # not held while the next is read
             self._put(self._END)
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(exc)
@@ -229,6 +230,7 @@ class _Prefetched:
             if isinstance(item, BaseException):
                 raise item
             yield item
+            del item  # not held while the next is read
 
     def close(self) -> None:
         """Stop the reader (if it still runs) and wait for it to let go of its source."""
@@ -270,6 +272,7 @@ def write_partition(
                 rows += batch.num_rows
                 if on_batch is not None:
                     on_batch(batch.num_rows)
+                del batch  # not held while the next is read
             files.close(write_empty)
     except BaseException:
         reader.close()

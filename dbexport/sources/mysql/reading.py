@@ -93,9 +93,12 @@ def read_partition(
         size = _FIRST_BATCH_ROWS
         while rows := cur.fetchmany(size):
             batch = _batch(rows, schema)
-            yield batch
             per_row = max(1, batch.nbytes // len(rows))
             size = max(_FIRST_BATCH_ROWS, min(_MAX_BATCH_ROWS, BATCH_BYTES // per_row))
+            # Nothing here holds a batch or its rows while the next is read: a huge value is never held twice.
+            del rows
+            yield batch
+            del batch
         cur.close()
 
 

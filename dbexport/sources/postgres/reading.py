@@ -242,7 +242,11 @@ def read_partition(
                 break
             except OSError as exc:  # the stream's errors come as Arrow's, with libpq's text
                 raise source_error(what, first_line(exc), lost=lost(exc)) from exc
-            yield _conform(batch, schema, formats)
+            conformed = _conform(batch, schema, formats)
+            # Nothing here holds a batch while the next is read: a huge value is never held twice.
+            del batch
+            yield conformed
+            del conformed
 
 
 def _conform(
