@@ -16,7 +16,7 @@ from dbexport.leftovers import remove_staging
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, Status
 from dbexport.outcomes import Failure, end_task
-from dbexport.sources import for_url
+from dbexport.sources import for_url, with_application_name
 from dbexport.tasks.lifecycle import percent_progress
 from dbexport.urls import canonical, engine_of, scrub
 from dbexport.validation import LOCAL_PREFIX, parse_export_only
@@ -80,7 +80,7 @@ def run_export(
     turns true, workers stop taking partitions and the task ends CANCELED, keeping what is written.
     """
     settings = settings or ExportSettings()
-    source_url = canonical(source_url)
+    source_url = with_application_name(canonical(source_url), task.export_task_identifier)
     selection = parse_export_only(task.export_only, engine_of(source_url))
     stop = should_stop or (lambda: False)
 
@@ -98,7 +98,7 @@ def run_export(
     try:
         destination = destination or _checked_destination(task, endpoint_url)
         with ExitStack() as stack:
-            snapshots = steps.open_snapshots(source_url, selection, stack, workers=settings.workers)
+            snapshots = steps.open_snapshots(source_url, selection, stack, settings)
             update(snapshot_time=min((s.snapshot_time for s in snapshots.values()), default=None))
             outcomes.write_export_info(task, destination)
             checkpoint()

@@ -44,11 +44,13 @@ log = logging.getLogger(__name__)
 _BAD_COLUMN_CHARS = frozenset(",;{}()\n\t= ")
 
 
-def open_snapshots(source_url: str, selection: Selection, stack: ExitStack, workers: int = 0) -> dict[str, Snapshot]:
+def open_snapshots(
+    source_url: str, selection: Selection, stack: ExitStack, settings: ExportSettings | None = None
+) -> dict[str, Snapshot]:
     """A snapshot of each database the selection wants, held open until `stack` closes.
 
-    `workers` is how many connections will read in it at once: an engine whose snapshot can't be joined later
-    (MySQL) starts theirs now.
+    `settings` are the local runtime's, whose workers read in the snapshot (None: the AWS runtime's clone,
+    which nobody writes to): an engine whose snapshot can't be joined later (MySQL) starts theirs now.
     """
     engine = for_url(source_url)
     databases = engine.list_databases(source_url)
@@ -58,7 +60,7 @@ def open_snapshots(source_url: str, selection: Selection, stack: ExitStack, work
             f"ExportOnly names the database {', '.join(missing)}, which the source cluster does not have."
         )
     wanted = [db for db in databases if selection.wants_database(db)]
-    return dict(stack.enter_context(engine.open_snapshots(source_url, wanted, workers)))
+    return dict(stack.enter_context(engine.open_snapshots(source_url, wanted, settings)))
 
 
 def plan_database(snapshot: Snapshot, database: str, selection: Selection, settings: ExportSettings) -> ExportPlan:

@@ -37,6 +37,13 @@ DICTIONARY_MAX_DISTINCT = 0.2
 # bytes (hashes, ciphertext, ids) cost gzip 0.9 s per 30 MB on the benchmark's wide table to save 6%.
 COMPRESSION_MIN_SAVING = 0.1
 _COMPRESSION_SAMPLE_BYTES = 256 * 1024
+# Parquet keeps no min/max statistics of a column chunk whose min or max is longer than this (Arrow's
+# max_statistics_size), yet computes them first: about six copies of each value (a 100 MB value cost 600 MB).
+# A column that holds a longer value is written without statistics, which it would mostly lose anyway.
+STATISTICS_MAX_VALUE_BYTES = 4096
+# A value longer than a dictionary page (Parquet's default limit) makes the encoder give its dictionary up at once:
+# such a column is written without one, and without counting its distinct values (a copy of each).
+_DICTIONARY_PAGE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,19 @@ class _RollingParquet:
         self.objects: list[str] = []
         self.bytes_written = 0
         self.layout: _Layout | None = None  # how each column is written, chosen from the first row group
+        self.unstatistical: set[str] = set()  # columns that held a value too long for statistics
 
     def write(self, batch: pa.RecordBatch) -> None:
         # One row group per slice (a batch of the driver's is all in memory already: gathering several into one
         # row group would hold more); a file rolls over between row groups.
         for offset in range(0, batch.num_rows, self.settings.row_group_rows):
             group = batch.slice(offset, self.settings.row_group_rows)
+            long_values = _long_value_columns(group) - self.unstatistical
+            if long_values:
+                # Statistics are chosen per file: the file so far keeps its own, the next goes without them.
+                if self.writer is not None:
+                    self._finish_file()
+                self.unstatistical |= long_values
             self._writer(group).write_batch(group)
             if self.path.stat().st_size >= self.settings.max_file_bytes:
                 self._finish_file()
@@ -84,6 +98,7 @@ class _RollingParquet:
                 compression=layout.compression,
                 compression_level=layout.compression_level,
                 use_dictionary=layout.dictionary,
+                write_statistics=[f.name for f in self.schema if f.name not in self.unstatistical],
             )
         return self.writer
 
@@ -112,19 +127,42 @@ class _Layout:
         if group is None:
             return cls(True, codec, None)
         dictionary, compression = [], {}
+        too_long = _long_value_columns(group, _DICTIONARY_PAGE_BYTES)
         for spec, column in zip(group.schema, group.columns, strict=True):
             if isinstance(spec.type, pa.BaseExtensionType):  # uuid, json: what is encoded is their storage
                 column = column.storage
             if pa.types.is_nested(column.type):
                 compression[spec.name] = codec
                 continue
-            if _few_distinct(column):
+            if spec.name not in too_long and _few_distinct(column):
                 dictionary.append(spec.name)
                 compression[spec.name] = codec
             else:
                 compression[spec.name] = codec if _compressible(column, codec) else "none"
         levels = {name: _LEVEL[c] for name, c in compression.items() if c in _LEVEL}
         return cls(dictionary, compression, levels or None)
+
+
+def _long_value_columns(group: pa.RecordBatch, longest_kept: int = STATISTICS_MAX_VALUE_BYTES) -> set[str]:
+    """The string and binary columns of the group holding a value longer than `longest_kept` bytes."""
+    found = set()
+    for spec, column in zip(group.schema, group.columns, strict=True):
+        if isinstance(column.type, pa.BaseExtensionType):
+            column = column.storage
+        if _variable_length(column.type) and len(column):
+            longest = pc.max(pc.binary_length(column)).as_py()
+            if longest is not None and longest > longest_kept:
+                found.add(spec.name)
+    return found
+
+
+def _variable_length(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+    )
 
 
 def _few_distinct(column: pa.Array) -> bool:
@@ -166,6 +204,7 @@ class _Prefetched:
             for batch in iterator:
                 if not self._put(batch):
                     return
+                del batch  # not held while the next is read
             self._put(self._END)
         except BaseException as exc:  # handed to the consumer, which raises it
             self._put(exc)
@@ -191,6 +230,7 @@ class _Prefetched:
             if isinstance(item, BaseException):
                 raise item
             yield item
+            del item  # not held while the next is read
 
     def close(self) -> None:
         """Stop the reader (if it still runs) and wait for it to let go of its source."""
@@ -239,6 +279,7 @@ def write_partition(
                 rows += batch.num_rows
                 if on_batch is not None:
                     on_batch(batch.num_rows)
+                del batch  # not held while the next is read
             files.close(write_empty)
         destination.put_bytes(b"", f"{staged}/{SUCCESS_MARKER}")
         objects = _publish(destination, staged, folder, files.objects)

@@ -61,7 +61,9 @@ class Snapshot:
 
 
 @contextmanager
-def open_snapshots(source: str, databases: list[str], workers: int = 0) -> Iterator[dict[str, Snapshot]]:
+def open_snapshots(
+    source: str, databases: list[str], settings: ExportSettings | None = None
+) -> Iterator[dict[str, Snapshot]]:
     with ExitStack() as stack:
         snapshots = {}
         for db in databases:

@@ -25,7 +25,7 @@ from dbexport.errors import ExportCanceled
 from dbexport.layout import settle_folders
 from dbexport.models import ExportPlan, Status
 from dbexport.outcomes import end_task
-from dbexport.sources import for_url
+from dbexport.sources import for_url, with_application_name
 from dbexport.tasks.lifecycle import FINISHED
 from dbexport.urls import engine_of
 from dbexport.validation import parse_export_only
@@ -49,7 +49,7 @@ def plan(event: SourceEvent, config: CloudConfig) -> Planned:
     identifier = event.export_task_identifier
     store = config.store()
     task, settings = store.get(identifier), store.settings(identifier)
-    url = source_url(config, event.source)
+    url = with_application_name(source_url(config, event.source), identifier)
     selection = parse_export_only(task.export_only, engine_of(url))
     with ExitStack() as stack:
         snapshots = steps.open_snapshots(url, selection, stack)
@@ -83,7 +83,7 @@ def export_partition(event: PartitionEvent, config: CloudConfig) -> PartitionDon
         return PartitionDone(rows=0, skipped=task.status)
     entry = event.partition
     work = entry.work(task, store.settings(identifier))
-    url = source_url(config, event.source)
+    url = with_application_name(source_url(config, event.source), identifier)
     dsn = for_url(url).database_dsn(url, entry.table.database)
     try:
         result = steps.export_partition(work, dsn, destination(task), should_stop=_cancel_poller(store, identifier))
@@ -123,7 +123,7 @@ def finalize(event: SourceEvent, config: CloudConfig) -> Outcome:
     by_table: dict[str, list[PartitionResult]] = {}
     for result in results:
         by_table.setdefault(result.target, []).append(result)
-    url = source_url(config, event.source)
+    url = with_application_name(source_url(config, event.source), identifier)
     verified = []
     engine = for_url(url)
     for p in plans:

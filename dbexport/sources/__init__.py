@@ -1,4 +1,4 @@
-"""Source engines: one module per engine (postgres, mysql), registered in dbexport.urls, chosen by URL scheme.
+"""Source engines: one package per engine (postgres, mysql), registered in dbexport.urls, chosen by URL scheme.
 
 An engine lists, snapshots, catalogs, plans and reads its own tables; the rules every engine shares (the
 selection, the anchor's skip rules, folder conflicts, the size limits) are applied by dbexport.steps.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import quote
 
 from dbexport.errors import (
     DBClusterNotFoundFault,
@@ -105,7 +106,7 @@ class Engine(Protocol):
     def list_databases(self, source: str) -> list[str]: ...
     def connect(self, dsn: str) -> Any: ...
     def open_snapshots(
-        self, source: str, databases: list[str], workers: int
+        self, source: str, databases: list[str], settings: ExportSettings | None
     ) -> AbstractContextManager[Mapping[str, Snapshot]]: ...
     def catalog(self, conn: Any, database: str) -> Catalog: ...
     def list_columns(self, conn: Any, database: str, entry: CatalogEntry) -> Sequence[Named]: ...
@@ -117,6 +118,23 @@ class Engine(Protocol):
         self, dsn: str, snapshot_id: str | None, table: TablePlan, partition: Partition
     ) -> Iterator[pa.RecordBatch]: ...
     def connections_reused(self, dsns: Iterable[str]) -> AbstractContextManager[None]: ...
+
+
+# The source URL's query parameter that names the export's connections to the source server (libpq's own
+# application_name; MySQL's program_name connect attribute): the runtimes add it, the engines read it.
+APPLICATION_NAME = "application_name"
+
+
+def with_application_name(source: str, task_identifier: str) -> str:
+    """The source URL whose every connection says it is this export's: application_name=dbexport/<task id>.
+
+    PostgreSQL shows it in pg_stat_activity (cut at 63 bytes); MySQL and MariaDB in
+    performance_schema.session_connect_attrs, where it is enabled. A name given in the URL is replaced.
+    """
+    base, _, query = source.partition("?")  # a canonical URL holds no unencoded `?` before its query
+    kept = [item for item in query.split("&") if item and item.split("=", 1)[0].lower() != APPLICATION_NAME]
+    kept.append(f"{APPLICATION_NAME}={quote(f'dbexport/{task_identifier}', safe='')}")
+    return f"{base}?{'&'.join(kept)}"
 
 
 def for_name(name: EngineName) -> Engine:

@@ -22,7 +22,7 @@ import pytest
 from dbexport.errors import InvalidExportOnly
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, StartExportTaskRequest, Status
-from dbexport.sources import mysql
+from dbexport.sources.mysql import snapshot
 from dbexport.validation import validate_request
 from tests.helpers import (
     WritesDuringExport,
@@ -372,7 +372,7 @@ def test_rows_written_during_the_export_never_appear(mysql_source, tmp_path):
 
 
 def test_a_lock_that_would_stall_the_source_is_given_up_and_the_task_says_so(mysql_source, tmp_path, monkeypatch):
-    monkeypatch.setattr(mysql, "LOCK_WAIT_SECONDS", 1)
+    monkeypatch.setattr(snapshot, "LOCK_WAIT_SECONDS", 1)
     mysql_execute(mysql_source, "CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)")
     # Another session's long write: FLUSH TABLES WITH READ LOCK would wait for it, holding every write back.
     with mysql_connect(mysql_source) as holder, ThreadPoolExecutor(1) as pool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dbexport.models import Column, Partition, TablePlan
 from dbexport.sources import mysql
+from dbexport.sources.mysql.connection import quote
+from dbexport.sources.mysql.reading import partition_query
 from dbexport.urls import engine_of
 
 
@@ -23,8 +25,8 @@ def test_urls_name_the_engine_and_keep_odd_database_names() -> None:
 
 
 def test_names_are_quoted_and_values_are_parameters() -> None:
-    assert mysql.quote("a`b") == "`a``b`"
-    assert mysql.quote("50%") == "`50%%`"  # every statement goes through pymysql's %-formatting
+    assert quote("a`b") == "`a``b`"
+    assert quote("50%") == "`50%%`"  # every statement goes through pymysql's %-formatting
     table = TablePlan(
         database="d`b",
         schema="d`b",
@@ -40,12 +42,12 @@ def test_names_are_quoted_and_values_are_parameters() -> None:
         estimated_bytes=0,
     )
     part = Partition(index="2", kind="tuple", keys=["k`", "at"], lower_tuple=["x'", 1], upper_tuple=None)
-    query, params = mysql.partition_query(table, part)
+    query, params = partition_query(table, part)
     assert query == (
         "SELECT `k```, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', `at`), CAST(`u` AS CHAR CHARACTER SET utf8mb4), "
         "ST_AsBinary(`g`) FROM `d``b`.`t; DROP TABLE x` WHERE (`k```, `at`) >= (%s, %s)"
     )
     assert params == ["x'", 1]
-    query, params = mysql.partition_query(table, Partition(index="1", kind="key", key="id", lower=-5, upper=7))
+    query, params = partition_query(table, Partition(index="1", kind="key", key="id", lower=-5, upper=7))
     assert query.endswith(" WHERE `id` >= %s AND `id` < %s")
     assert params == [-5, 7]
