@@ -7,15 +7,27 @@ Parquet files go through the same destinations.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
-from dbexport.validation import LOCAL_PREFIX, sanitize_path_element
+from dbexport.storage_errors import local_error, s3_error
+from dbexport.validation import LOCAL_PREFIX, local_directory, sanitize_path_element
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    import boto3
+
     from dbexport.models import ExportTask
+
+# S3 clients retry throttling, 5xx and dropped connections themselves, and slow down when throttled (botocore's
+# adaptive mode); a partition that still fails is retried whole by the runtime (dbexport.local, the ASL).
+S3_MAX_ATTEMPTS = 6
+S3_CONNECT_TIMEOUT_SECONDS = 10
+# A frozen endpoint fails a request after this long without an answer (then it is retried).
+S3_READ_TIMEOUT_SECONDS = 60
 
 
 class Destination(Protocol):
@@ -42,14 +54,24 @@ class LocalDestination:
     def put_file(self, path: Path, key: str) -> None:
         # Move next to the target (a copy when the spool is on another filesystem), then rename:
         # a reader never sees half an object.
-        partial = self._partial(key)
-        shutil.move(path, partial)
-        partial.replace(self._path(key))
+        with self._errors():
+            partial = self._partial(key)
+            shutil.move(path, partial)
+            partial.replace(self._path(key))
 
     def put_bytes(self, data: bytes, key: str) -> None:
-        partial = self._partial(key)
-        partial.write_bytes(data)
-        partial.replace(self._path(key))
+        with self._errors():
+            partial = self._partial(key)
+            partial.write_bytes(data)
+            partial.replace(self._path(key))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The file system's errors as the project's, naming this directory."""
+        try:
+            yield
+        except OSError as exc:
+            raise local_error(exc, self.root) from exc
 
     def _partial(self, key: str) -> Path:
         target = self._path(key)
@@ -57,9 +79,10 @@ class LocalDestination:
         return target.with_name(f".{target.name}.partial")
 
     def delete_prefix(self, prefix: str) -> None:
-        folder = self._path(prefix)
-        if folder.is_dir():
-            shutil.rmtree(folder)
+        with self._errors():
+            folder = self._path(prefix)
+            if folder.is_dir():
+                shutil.rmtree(folder)
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -75,9 +98,7 @@ class S3Destination:
 
     def __post_init__(self) -> None:
         if self.client is None:
-            import boto3  # only where S3 is the destination: it takes a tenth of a second to import
-
-            self.client = boto3.client("s3")
+            self.client = s3_client()
 
     def _encryption(self) -> dict[str, str]:
         if self.kms_key_id is None:
@@ -85,18 +106,32 @@ class S3Destination:
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
 
     def put_file(self, path: Path, key: str) -> None:
-        self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self._encryption())
+        with self._errors():
+            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self._encryption())
         path.unlink()
 
     def put_bytes(self, data: bytes, key: str) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._encryption())
+        with self._errors():
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._encryption())
 
     def delete_prefix(self, prefix: str) -> None:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-            if keys:
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+        with self._errors():
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+                if keys:
+                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """S3's errors as the project's, naming this bucket; transient ones retryable."""
+        try:
+            yield
+        except Exception as exc:
+            error = s3_error(exc, self.bucket)
+            if error is None:
+                raise
+            raise error from exc
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -105,10 +140,21 @@ class S3Destination:
 def open_destination(bucket: str, kms_key_id: str | None = None, endpoint_url: str | None = None) -> Destination:
     """`file:///path` is a local directory; anything else an S3 bucket (boto3's credential chain)."""
     if bucket.startswith(LOCAL_PREFIX):
-        return LocalDestination(Path(urlsplit(bucket).path))
-    import boto3
+        return LocalDestination(local_directory(bucket))
+    return S3Destination(bucket, kms_key_id, s3_client(endpoint_url=endpoint_url))
 
-    return S3Destination(bucket, kms_key_id, boto3.client("s3", endpoint_url=endpoint_url))
+
+def s3_client(session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+    """An S3 client of `session` (boto3's default one if None) that rides out throttling and short outages."""
+    import boto3  # only where S3 is the destination: it takes a tenth of a second to import
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": S3_MAX_ATTEMPTS},
+        connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=S3_READ_TIMEOUT_SECONDS,
+    )
+    return (session or boto3).client("s3", config=config, **kwargs)
 
 
 def join_key(*elements: str) -> str:
