@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dbexport import outcomes, steps
 from dbexport.destinations import S3Destination, open_destination
-from dbexport.errors import ExportCanceled
+from dbexport.errors import DbExportError, ExportCanceled, ExportFailed, RetryableError
 from dbexport.layout import settle_folders
 from dbexport.metadata import GB
 from dbexport.models import ExportSettings, Status
@@ -28,6 +30,17 @@ if TYPE_CHECKING:
     from dbexport.models import ExportPlan, ExportTask, PartitionResult, PartitionWork
 
 log = logging.getLogger(__name__)
+
+# A partition whose read or write fails for a reason that may pass (RetryableError: a lost connection, S3
+# throttling or 5xx) is exported again, up to this many attempts in all, after a backoff of
+# RETRY_BASE_SECONDS * RETRY_BACKOFF_RATE ** (attempt - 1), at most RETRY_MAX_SECONDS, with full jitter: the
+# AWS runtime's ExportPartition does the same through the ASL's Retry (statemachine/export.asl.json).
+PARTITION_ATTEMPTS = 4
+RETRY_BASE_SECONDS = 1.0
+RETRY_BACKOFF_RATE = 2.0
+RETRY_MAX_SECONDS = 20.0
+# How often a backoff looks for a cancel.
+_STOP_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -189,6 +202,42 @@ def _export_unless_stopped(
     on_rows: Callable[[int], None] | None,
     should_stop: Callable[[], bool],
 ) -> PartitionResult:
-    if should_stop():
-        raise ExportCanceled("The export task was canceled.")
-    return steps.export_partition(work, dsn, destination, on_rows, should_stop)
+    first_failure: RetryableError | None = None
+    for attempt in range(1, PARTITION_ATTEMPTS + 1):
+        if should_stop():
+            raise ExportCanceled("The export task was canceled.")
+        try:
+            # A retry replaces the objects of the attempt before (the writer clears the partition's folder).
+            return steps.export_partition(work, dsn, destination, on_rows, should_stop)
+        except RetryableError as exc:
+            if attempt == PARTITION_ATTEMPTS:
+                raise
+            first_failure = first_failure or exc
+            delay = _backoff(attempt)
+            log.warning(
+                "%s partition %s, attempt %d of %d: %s; retrying in %.1f s",
+                work.table.target, work.partition.index, attempt, PARTITION_ATTEMPTS, exc, delay,
+            )  # fmt: skip
+            _sleep_unless_stopped(delay, should_stop)
+        except ExportCanceled:
+            raise
+        except DbExportError as exc:
+            if first_failure is None:
+                raise
+            # The retry could not go on where the first attempt failed (a MySQL snapshot's lost connection can't be
+            # replaced): the first failure is the cause, the retry's says why retrying did not help.
+            raise ExportFailed(f"{first_failure} Retrying failed: {exc}") from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: a random wait up to the exponential backoff of this attempt."""
+    return random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * RETRY_BACKOFF_RATE ** (attempt - 1)))
+
+
+def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if should_stop():
+            raise ExportCanceled("The export task was canceled.")
+        time.sleep(min(left, _STOP_POLL_SECONDS))
