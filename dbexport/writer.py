@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dbexport.errors import ExportCanceled
+from dbexport.errors import ExportCanceled, ExportFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from dbexport.destinations import Destination
     from dbexport.models import ExportSettings
@@ -223,7 +225,7 @@ def write_partition(
     rows = 0
     reader = _Prefetched(batches)
     try:
-        with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
+        with _spool() as spool:
             files = _RollingParquet(destination, folder, schema, settings, Path(spool))
             for batch in reader:
                 if should_stop is not None and should_stop():
@@ -240,3 +242,22 @@ def write_partition(
     reader.close()
     destination.put_bytes(b"", f"{folder}/{SUCCESS_MARKER}")
     return WrittenPartition(rows, files.bytes_written, files.objects)
+
+
+# The spool's file system refused: full, or not writable. Sources and destinations raise only the project's errors.
+_SPOOL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+@contextmanager
+def _spool() -> Generator[str]:
+    """A temporary folder for a partition's files; its file system's refusals name it and what to check."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="dbexport-") as spool:
+            yield spool
+    except OSError as exc:
+        if exc.errno not in _SPOOL_ERRNOS:
+            raise
+        raise ExportFailed(
+            f"Writing a partition's Parquet files in the temporary folder {tempfile.gettempdir()} failed "
+            f"({exc.strerror or exc}): free some space there, or set TMPDIR to a folder that has room."
+        ) from exc

@@ -11,6 +11,7 @@ import base64
 import os
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -232,3 +233,10 @@ def test_a_failed_wait_export_prints_its_cause_without_a_traceback(small: str, t
     assert "Traceback" not in result.stderr
     assert "is a file where a folder must be" in result.stderr
     assert describe_task("wait-fails")["Status"] == "FAILED"
+
+
+def test_an_unusable_spool_folder_is_named(small: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partitions' files are spooled in the temporary folder first: one that refuses is named, with TMPDIR."""
+    monkeypatch.setattr(tempfile, "tempdir", str(Path(UNWRITABLE).parent))
+    task = export(small, tmp_path / "out", "spool-refused")
+    failed_with(task, f"in the temporary folder {Path(UNWRITABLE).parent} failed", "TMPDIR")
