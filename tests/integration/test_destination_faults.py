@@ -100,12 +100,26 @@ def test_a_missing_bucket_is_named(small: str, s3_endpoint: str) -> None:
     failed_with(task, "The S3 bucket no-such-bucket-here does not exist", "check its name")
 
 
-def test_a_refused_endpoint_is_named(small: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refused_endpoint_is_named(small: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(s3_endpoint: for its test credentials.)"""
     monkeypatch.setattr(destinations, "S3_MAX_ATTEMPTS", 2)  # botocore's backoff, shortened
     endpoint = f"http://127.0.0.1:{closed_port()}"
     task = s3_export(small, "some-bucket", "refused-endpoint", endpoint)
     cause = failed_with(task, f"The S3 endpoint at {endpoint}", "could not be reached", "--endpoint-url")
     assert "some-bucket" in cause
+
+
+def test_a_frozen_endpoint_is_named(small: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An endpoint that takes the connection and never answers: the read timeout ends each attempt (s3_endpoint:
+    for its test credentials)."""
+    monkeypatch.setattr(destinations, "S3_MAX_ATTEMPTS", 1)
+    monkeypatch.setattr(destinations, "S3_READ_TIMEOUT_SECONDS", 1)
+    with socket.socket() as frozen:
+        frozen.bind(("127.0.0.1", 0))
+        frozen.listen()  # the kernel completes the connection; nothing ever reads or answers it
+        endpoint = f"http://127.0.0.1:{frozen.getsockname()[1]}"
+        task = s3_export(small, "some-bucket", "frozen-endpoint", endpoint)
+    failed_with(task, f"The S3 endpoint at {endpoint}", "could not be reached (ReadTimeoutError)")
 
 
 def test_a_refused_endpoint_during_partitions_is_retried_then_named(
