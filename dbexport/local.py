@@ -172,7 +172,7 @@ def _export_partitions(
         ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool,
     ):
         futures = {
-            pool.submit(_export_unless_stopped, w, dsns[w.table.database], destination, on_rows, should_stop): w
+            pool.submit(_export_with_retries, w, dsns[w.table.database], destination, on_rows, should_stop): w
             for w in works
         }
         pending = set(futures)
@@ -195,21 +195,24 @@ def _export_partitions(
             raise failure
 
 
-def _export_unless_stopped(
+def _export_with_retries(
     work: PartitionWork,
     dsn: str,
     destination: Destination,
     on_rows: Callable[[int], None] | None,
     should_stop: Callable[[], bool],
 ) -> PartitionResult:
+    """Export the partition; one that fails with a RetryableError is exported again after a backoff, up to
+    PARTITION_ATTEMPTS in all (each attempt replaces the objects of the one before: the writer clears the folder)."""
     first_failure: RetryableError | None = None
-    for attempt in range(1, PARTITION_ATTEMPTS + 1):
-        if should_stop():
-            raise ExportCanceled("The export task was canceled.")
+    attempt = 1
+    while True:
+        counted: list[int] = []  # this attempt's rows, taken back from the count when it fails
         try:
-            # A retry replaces the objects of the attempt before (the writer clears the partition's folder).
-            return steps.export_partition(work, dsn, destination, on_rows, should_stop)
+            return _export_unless_stopped(work, dsn, destination, _counting(on_rows, counted), should_stop)
         except RetryableError as exc:
+            if on_rows is not None and counted:
+                on_rows(-sum(counted))
             if attempt == PARTITION_ATTEMPTS:
                 raise
             first_failure = first_failure or exc
@@ -227,7 +230,31 @@ def _export_unless_stopped(
             # The retry could not go on where the first attempt failed (a MySQL snapshot's lost connection can't be
             # replaced): the first failure is the cause, the retry's says why retrying did not help.
             raise ExportFailed(f"{first_failure} Retrying failed: {exc}") from exc
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        attempt += 1
+
+
+def _export_unless_stopped(
+    work: PartitionWork,
+    dsn: str,
+    destination: Destination,
+    on_rows: Callable[[int], None] | None,
+    should_stop: Callable[[], bool],
+) -> PartitionResult:
+    if should_stop():
+        raise ExportCanceled("The export task was canceled.")
+    return steps.export_partition(work, dsn, destination, on_rows, should_stop)
+
+
+def _counting(on_rows: Callable[[int], None] | None, counted: list[int]) -> Callable[[int], None] | None:
+    """`on_rows`, also noting each count in `counted`."""
+    if on_rows is None:
+        return None
+
+    def count(rows: int) -> None:
+        counted.append(rows)
+        on_rows(rows)
+
+    return count
 
 
 def _backoff(attempt: int) -> float:

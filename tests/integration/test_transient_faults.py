@@ -46,6 +46,21 @@ def throttling_s3(s3_endpoint: str) -> Iterator[ThrottlingS3]:
     server.stop()
 
 
+class RowCount:
+    """A progress display that only counts rows."""
+
+    rows_read = 0
+
+    def begin(self, tables: int, estimated_bytes: int) -> None:
+        pass
+
+    def rows(self, count: int) -> None:
+        self.rows_read += count
+
+    def partition_done(self, estimated_bytes: int, bytes_written: int, table_done: bool) -> None:
+        pass
+
+
 def make_table(url: str, count: int) -> str:
     execute(
         url,
@@ -113,8 +128,13 @@ def test_a_backend_terminated_once_mid_read_is_retried_and_the_export_completes(
             terminate_postgres_reads(rows)
 
     raised = fault_after_first_batch(monkeypatch, once)
-    task = export(rows, tmp_path, "terminated-once", ExportSettings(workers=1))
+    counted = RowCount()
+    request = StartExportTaskRequest(
+        export_task_identifier="terminated-once", source_arn=rows, s3_bucket_name=tmp_path.as_uri()
+    )
+    task = run_export(validate_request(request), rows, ExportSettings(workers=1), progress=counted)
     assert task.status == Status.COMPLETE, task.failure_cause
+    assert counted.rows_read == BIG  # the failed attempt's rows were taken back
     assert terminated and [type(e) for e in raised] == [SourceUnavailable]
     exported = read_table(tmp_path, "terminated-once", database_of(rows), "public", "t").sort_by("id")
     assert exported.column("id").to_pylist() == list(range(1, BIG + 1))
