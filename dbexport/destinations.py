@@ -7,15 +7,14 @@ Parquet files go through the same destinations.
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from dbexport.storage_errors import local_error, s3_error
 from dbexport.validation import LOCAL_PREFIX, local_directory, sanitize_path_element
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     import boto3
@@ -29,6 +28,9 @@ S3_CONNECT_TIMEOUT_SECONDS = 10
 # A frozen endpoint fails a request after this long without an answer (then it is retried).
 S3_READ_TIMEOUT_SECONDS = 60
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 
 class Destination(Protocol):
     """Where objects go: an S3 bucket or a local directory, addressed by S3-style keys."""
@@ -37,6 +39,35 @@ class Destination(Protocol):
     def put_bytes(self, data: bytes, key: str) -> None: ...
     def delete_prefix(self, prefix: str) -> None: ...
     def url(self, key: str) -> str: ...
+
+
+def _local_errors(
+    method: Callable[Concatenate[LocalDestination, _P], _R],
+) -> Callable[Concatenate[LocalDestination, _P], _R]:
+    """The method's file system errors as the project's, naming the destination directory."""
+
+    def wrapped(self: LocalDestination, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise local_error(exc, self.root) from exc
+
+    return wrapped
+
+
+def _s3_errors(method: Callable[Concatenate[S3Destination, _P], _R]) -> Callable[Concatenate[S3Destination, _P], _R]:
+    """The method's S3 errors as the project's, naming the bucket; transient ones retryable."""
+
+    def wrapped(self: S3Destination, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = s3_error(exc, self.bucket)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapped
 
 
 @dataclass
@@ -51,38 +82,30 @@ class LocalDestination:
             raise ValueError(f"object key {key!r} leaves the destination directory")
         return path
 
+    @_local_errors
     def put_file(self, path: Path, key: str) -> None:
         # Move next to the target (a copy when the spool is on another filesystem), then rename:
         # a reader never sees half an object.
-        with self._errors():
-            partial = self._partial(key)
-            shutil.move(path, partial)
-            partial.replace(self._path(key))
+        partial = self._partial(key)
+        shutil.move(path, partial)
+        partial.replace(self._path(key))
 
+    @_local_errors
     def put_bytes(self, data: bytes, key: str) -> None:
-        with self._errors():
-            partial = self._partial(key)
-            partial.write_bytes(data)
-            partial.replace(self._path(key))
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The file system's errors as the project's, naming this directory."""
-        try:
-            yield
-        except OSError as exc:
-            raise local_error(exc, self.root) from exc
+        partial = self._partial(key)
+        partial.write_bytes(data)
+        partial.replace(self._path(key))
 
     def _partial(self, key: str) -> Path:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.partial")
 
+    @_local_errors
     def delete_prefix(self, prefix: str) -> None:
-        with self._errors():
-            folder = self._path(prefix)
-            if folder.is_dir():
-                shutil.rmtree(folder)
+        folder = self._path(prefix)
+        if folder.is_dir():
+            shutil.rmtree(folder)
 
     def url(self, key: str) -> str:
         return self._path(key).as_uri()
@@ -105,33 +128,22 @@ class S3Destination:
             return {}
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
 
+    @_s3_errors
     def put_file(self, path: Path, key: str) -> None:
-        with self._errors():
-            self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self._encryption())
+        self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self._encryption())
         path.unlink()
 
+    @_s3_errors
     def put_bytes(self, data: bytes, key: str) -> None:
-        with self._errors():
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._encryption())
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._encryption())
 
+    @_s3_errors
     def delete_prefix(self, prefix: str) -> None:
-        with self._errors():
-            paginator = self.client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-                if keys:
-                    self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """S3's errors as the project's, naming this bucket; transient ones retryable."""
-        try:
-            yield
-        except Exception as exc:
-            error = s3_error(exc, self.bucket)
-            if error is None:
-                raise
-            raise error from exc
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            if keys:
+                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
