@@ -17,7 +17,9 @@ class Progress(Protocol):
     """What a progress display hears from an export running in this process (the local runtime)."""
 
     def begin(self, tables: int, estimated_bytes: int) -> None: ...
-    def rows(self, count: int) -> None: ...
+    def rows(self, count: int) -> None:
+        """`count` more rows read; negative where a failed attempt's rows are taken back, to be read again."""
+
     def partition_done(self, estimated_bytes: int, bytes_written: int, table_done: bool) -> None: ...
 
 

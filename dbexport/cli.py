@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from dbexport.api import DescribeRequest
-from dbexport.errors import InvalidParameterValue, RdsError
+from dbexport.errors import DbExportError, InvalidParameterValue, RdsError
 from dbexport.local_api import LocalApi
-from dbexport.models import MIB, ExportSettings, StartExportTaskRequest, Status
+from dbexport.models import MIB, StartExportTaskRequest, Status
+from dbexport.outcomes import UNKNOWN_ERROR
+from dbexport.validation import export_settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from dbexport.api import ExportApi
-    from dbexport.models import ExportTask
+    from dbexport.models import ExportSettings, ExportTask
 
 # The AWS CLI's exit code for an error returned by the service.
 SERVICE_ERROR_EXIT = 254
@@ -83,14 +85,23 @@ def print_json(value: dict[str, Any]) -> None:
     print(json.dumps(value, indent=4))
 
 
+# The settings' names as the options that give them.
+_SETTING_OPTIONS = {
+    "workers": "--workers",
+    "partition_target_bytes": "--partition-size-mb (in bytes)",
+    "max_file_bytes": "--max-file-size-mb (in bytes)",
+}
+
+
 def _settings(args: argparse.Namespace) -> ExportSettings:
-    return ExportSettings(
-        type_mapping=args.type_mapping,
-        compression=args.compression,
-        workers=args.workers,
-        partition_target_bytes=args.partition_size_mb * MIB,
-        max_file_bytes=args.max_file_size_mb * MIB,
-    )
+    values = {
+        "type_mapping": args.type_mapping,
+        "compression": args.compression,
+        "workers": args.workers,
+        "partition_target_bytes": args.partition_size_mb * MIB,
+        "max_file_bytes": args.max_file_size_mb * MIB,
+    }
+    return export_settings(values, _SETTING_OPTIONS)
 
 
 def _local(args: argparse.Namespace, endpoint_url: str | None = None) -> LocalApi:
@@ -311,7 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true", help="Log what happens to stderr.")
+    parser.add_argument(
+        "--debug", action="store_true", help="Log what happens to stderr, with the traceback of an unexpected error."
+    )
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
@@ -458,16 +471,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WithoutTraceback(logging.Formatter):
+    """One line per record on a user's terminal: tracebacks go to the task's log, or to stderr with --debug."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # A copy: the log file's handler may have formatted (and cached) the traceback on the record itself.
+        plain = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None, "stack_info": None})
+        return super().format(plain)
+
+
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    # The detached runner's stderr is its log file: it keeps tracebacks.
+    full = args.debug or args.command == "run-task"
+    handler = logging.StreamHandler()
+    handler.setFormatter((logging.Formatter if full else _WithoutTraceback)("%(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING, handlers=[handler])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.debug else logging.WARNING, format="%(levelname)s %(name)s %(message)s"
-    )
+    _log_to_stderr(args)
     try:
         result: int = args.run(args)
     except RdsError as exc:
         print(f"\n{exc}", file=sys.stderr)
         return SERVICE_ERROR_EXIT
+    except DbExportError as exc:  # ours: the message says what failed and what to check
+        print(f"dbexport: {exc}", file=sys.stderr)
+        return 1
+    except Exception:
+        if args.debug:
+            raise  # the traceback, for a bug report
+        print(f"dbexport: {UNKNOWN_ERROR} Run the command again with --debug to see where.", file=sys.stderr)
+        return 1
     return result
 
 

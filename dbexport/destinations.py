@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from dbexport.validation import LOCAL_PREFIX, sanitize_path_element
+from dbexport.storage_errors import local_error, s3_error
+from dbexport.validation import LOCAL_PREFIX, local_directory, sanitize_path_element
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    import boto3
 
     from dbexport.models import ExportTask
 
@@ -26,6 +28,16 @@ SUCCESS_MARKER = "_SUCCESS"
 # DuckDB's `<table>/*/*.parquet`, which skips no hidden name, never reaches it either.
 STAGING_FOLDER = ".dbexport-staging"
 
+# S3 clients retry throttling, 5xx and dropped connections themselves, and slow down when throttled (botocore's
+# adaptive mode); a partition that still fails is retried whole by the runtime (dbexport.local, the ASL).
+S3_MAX_ATTEMPTS = 6
+S3_CONNECT_TIMEOUT_SECONDS = 10
+# A frozen endpoint fails a request after this long without an answer (then it is retried).
+S3_READ_TIMEOUT_SECONDS = 60
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 
 class Destination(Protocol):
     """Where objects go: an S3 bucket or a local directory, addressed by S3-style keys."""
@@ -35,6 +47,35 @@ class Destination(Protocol):
     def delete_prefix(self, prefix: str) -> None: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
     def url(self, key: str) -> str: ...
+
+
+def _local_errors(
+    method: Callable[Concatenate[LocalDestination, _P], _R],
+) -> Callable[Concatenate[LocalDestination, _P], _R]:
+    """The method's file system errors as the project's, naming the destination directory."""
+
+    def wrapped(self: LocalDestination, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            raise local_error(exc, self.root) from exc
+
+    return wrapped
+
+
+def _s3_errors(method: Callable[Concatenate[S3Destination, _P], _R]) -> Callable[Concatenate[S3Destination, _P], _R]:
+    """The method's S3 errors as the project's, naming the bucket; transient ones retryable."""
+
+    def wrapped(self: S3Destination, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = s3_error(exc, self.bucket)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapped
 
 
 @dataclass
@@ -49,6 +90,7 @@ class LocalDestination:
             raise ValueError(f"object key {key!r} leaves the destination directory")
         return path
 
+    @_local_errors
     def put_file(self, path: Path, key: str) -> None:
         # Move next to the target (a copy when the spool is on another filesystem), then rename:
         # a reader never sees half an object.
@@ -56,6 +98,7 @@ class LocalDestination:
         shutil.move(path, partial)
         partial.replace(self._path(key))
 
+    @_local_errors
     def put_bytes(self, data: bytes, key: str) -> None:
         partial = self._partial(key)
         partial.write_bytes(data)
@@ -66,6 +109,7 @@ class LocalDestination:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target.with_name(f".{target.name}.partial")
 
+    @_local_errors
     def delete_prefix(self, prefix: str) -> None:
         folder = self._path(prefix)
         if folder.is_dir():
@@ -76,6 +120,7 @@ class LocalDestination:
         if folder.is_dir():
             yield from sorted(p.relative_to(root).as_posix() for p in folder.rglob("*") if p.is_file())
 
+    @_local_errors
     def replace_folder(self, staged: str, folder: str) -> None:
         """Move a staged folder into place in one rename: a reader sees all of it or none of it."""
         target = self._path(folder)
@@ -98,22 +143,23 @@ class S3Destination:
 
     def __post_init__(self) -> None:
         if self.client is None:
-            import boto3  # only where S3 is the destination: it takes a tenth of a second to import
-
-            self.client = boto3.client("s3")
+            self.client = s3_client()
 
     def _encryption(self) -> dict[str, str]:
         if self.kms_key_id is None:
             return {}
         return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
 
+    @_s3_errors
     def put_file(self, path: Path, key: str) -> None:
         self.client.upload_file(str(path), self.bucket, key, ExtraArgs=self._encryption())
         path.unlink()
 
+    @_s3_errors
     def put_bytes(self, data: bytes, key: str) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self._encryption())
 
+    @_s3_errors
     def delete_prefix(self, prefix: str) -> None:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
@@ -132,10 +178,21 @@ class S3Destination:
 def open_destination(bucket: str, kms_key_id: str | None = None, endpoint_url: str | None = None) -> Destination:
     """`file:///path` is a local directory; anything else an S3 bucket (boto3's credential chain)."""
     if bucket.startswith(LOCAL_PREFIX):
-        return LocalDestination(Path(urlsplit(bucket).path))
-    import boto3
+        return LocalDestination(local_directory(bucket))
+    return S3Destination(bucket, kms_key_id, s3_client(endpoint_url=endpoint_url))
 
-    return S3Destination(bucket, kms_key_id, boto3.client("s3", endpoint_url=endpoint_url))
+
+def s3_client(session: boto3.session.Session | None = None, **kwargs: Any) -> Any:
+    """An S3 client of `session` (boto3's default one if None) that rides out throttling and short outages."""
+    import boto3  # only where S3 is the destination: it takes a tenth of a second to import
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "adaptive", "max_attempts": S3_MAX_ATTEMPTS},
+        connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
+        read_timeout=S3_READ_TIMEOUT_SECONDS,
+    )
+    return (session or boto3).client("s3", config=config, **kwargs)
 
 
 def join_key(*elements: str) -> str:

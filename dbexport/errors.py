@@ -83,6 +83,14 @@ class SourceUnavailable(RetryableError):
     """The source database cannot be reached or refused the connection."""
 
 
+class DestinationUnavailable(RetryableError):
+    """The destination can't be reached for now, or asked to slow down (throttling, 5xx, timeouts)."""
+
+
+class StateDirUnusable(DbExportError):
+    """The local runtime's state directory can't hold its task records: the message says which and why."""
+
+
 class SourceBusy(RetryableError):
     """The clone is being created or changed and can't be deleted yet: Cleanup tries again later."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from dbexport import outcomes, steps
 from dbexport.destinations import S3Destination, open_destination
-from dbexport.errors import ExportCanceled
+from dbexport.errors import DbExportError, ExportCanceled, ExportFailed, RetryableError
 from dbexport.layout import settle_folders
 from dbexport.leftovers import remove_staging
 from dbexport.metadata import GB
@@ -29,6 +31,17 @@ if TYPE_CHECKING:
     from dbexport.models import ExportPlan, ExportTask, PartitionResult, PartitionWork
 
 log = logging.getLogger(__name__)
+
+# A partition whose read or write fails for a reason that may pass (RetryableError: a lost connection, S3
+# throttling or 5xx) is exported again, up to this many attempts in all, after a backoff of
+# RETRY_BASE_SECONDS * RETRY_BACKOFF_RATE ** (attempt - 1), at most RETRY_MAX_SECONDS, with full jitter: the
+# AWS runtime's ExportPartition does the same through the ASL's Retry (statemachine/export.asl.json).
+PARTITION_ATTEMPTS = 4
+RETRY_BASE_SECONDS = 1.0
+RETRY_BACKOFF_RATE = 2.0
+RETRY_MAX_SECONDS = 20.0
+# How often a backoff looks for a cancel.
+_STOP_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -171,7 +184,7 @@ def _export_partitions(
         ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="dbexport-worker") as pool,
     ):
         futures = {
-            pool.submit(_export_unless_stopped, w, dsns[w.table.database], destination, on_rows, should_stop): w
+            pool.submit(_export_with_retries, w, dsns[w.table.database], destination, on_rows, should_stop): w
             for w in works
         }
         pending = set(futures)
@@ -194,6 +207,44 @@ def _export_partitions(
             raise failure
 
 
+def _export_with_retries(
+    work: PartitionWork,
+    dsn: str,
+    destination: Destination,
+    on_rows: Callable[[int], None] | None,
+    should_stop: Callable[[], bool],
+) -> PartitionResult:
+    """Export the partition; one that fails with a RetryableError is exported again after a backoff, up to
+    PARTITION_ATTEMPTS in all (each attempt replaces the objects of the one before: the writer clears the folder)."""
+    first_failure: RetryableError | None = None
+    attempt = 1
+    while True:
+        counted: list[int] = []  # this attempt's rows, taken back from the count when it fails
+        try:
+            return _export_unless_stopped(work, dsn, destination, _counting(on_rows, counted), should_stop)
+        except RetryableError as exc:
+            if on_rows is not None and counted:
+                on_rows(-sum(counted))
+            if attempt == PARTITION_ATTEMPTS:
+                raise
+            first_failure = first_failure or exc
+            delay = _backoff(attempt)
+            log.warning(
+                "%s partition %s, attempt %d of %d: %s; retrying in %.1f s",
+                work.table.target, work.partition.index, attempt, PARTITION_ATTEMPTS, exc, delay,
+            )  # fmt: skip
+            _sleep_unless_stopped(delay, should_stop)
+        except ExportCanceled:
+            raise
+        except DbExportError as exc:
+            if first_failure is None:
+                raise
+            # The retry could not go on where the first attempt failed (a MySQL snapshot's lost connection can't be
+            # replaced): the first failure is the cause, the retry's says why retrying did not help.
+            raise ExportFailed(f"{first_failure} Retrying failed: {exc}") from exc
+        attempt += 1
+
+
 def _export_unless_stopped(
     work: PartitionWork,
     dsn: str,
@@ -204,3 +255,28 @@ def _export_unless_stopped(
     if should_stop():
         raise ExportCanceled("The export task was canceled.")
     return steps.export_partition(work, dsn, destination, on_rows, should_stop)
+
+
+def _counting(on_rows: Callable[[int], None] | None, counted: list[int]) -> Callable[[int], None] | None:
+    """`on_rows`, also noting each count in `counted`."""
+    if on_rows is None:
+        return None
+
+    def count(rows: int) -> None:
+        counted.append(rows)
+        on_rows(rows)
+
+    return count
+
+
+def _backoff(attempt: int) -> float:
+    """Full jitter: a random wait up to the exponential backoff of this attempt."""
+    return random.uniform(0, min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * RETRY_BACKOFF_RATE ** (attempt - 1)))
+
+
+def _sleep_unless_stopped(seconds: float, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if should_stop():
+            raise ExportCanceled("The export task was canceled.")
+        time.sleep(min(left, _STOP_POLL_SECONDS))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from dbexport.api import describe
@@ -11,6 +13,7 @@ from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED
 from dbexport.validation import validate_request
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from dbexport.api import DescribeRequest, Display, TaskPage
@@ -52,7 +55,8 @@ class LocalApi:
         if not wait:
             spawn_runner(self.state, identifier, request.source_arn, self.endpoint_url)
             return task
-        return run_task(store, self.state, identifier, request.source_arn, self.endpoint_url, display)
+        with _logged_to(self.state.log(identifier)):
+            return run_task(store, self.state, identifier, request.source_arn, self.endpoint_url, display)
 
     def describe_export_tasks(self, request: DescribeRequest) -> TaskPage:
         return describe(self._store(), request)
@@ -64,3 +68,18 @@ class LocalApi:
         """Run a task in the detached runner spawn_runner started: the source URL comes from its environment."""
         store = self._store()
         return run_task(store, self.state, identifier, os.environ[SOURCE_URL_ENV], os.environ.get("AWS_ENDPOINT_URL"))
+
+
+@contextmanager
+def _logged_to(path: Path) -> Iterator[None]:
+    """The export's log records, tracebacks included, also go to the task's log file (as a detached runner's do)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("dbexport")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()

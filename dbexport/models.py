@@ -50,13 +50,13 @@ class ExportSettings(_Frozen):
 
     type_mapping: TypeMapping = "aurora"
     compression: Compression = "gzip"
-    partition_target_bytes: int = 256 * MIB
-    max_file_bytes: int = 20 * 10**9
-    row_group_rows: int = 128 * 1024
-    workers: int = 2
+    partition_target_bytes: int = Field(default=256 * MIB, gt=0)
+    max_file_bytes: int = Field(default=20 * 10**9, gt=0)
+    row_group_rows: int = Field(default=128 * 1024, gt=0)
+    workers: int = Field(default=2, ge=1)
     # The anchor's limits: a row of about 2 GB is skipped, a value of about 500 MB fails the export.
-    max_row_bytes: int = 2 * GIB
-    max_value_bytes: int = 500 * MIB
+    max_row_bytes: int = Field(default=2 * GIB, gt=0)
+    max_value_bytes: int = Field(default=500 * MIB, gt=0)
 
 
 class ExportRequestFields(_RdsShape):

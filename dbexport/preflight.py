@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, PartialCredentialsError
 
-from dbexport.destinations import export_root
+from dbexport.destinations import export_root, s3_client
 from dbexport.errors import AccessCheckFailed
 from dbexport.outcomes import UNKNOWN_ERROR
 
@@ -173,6 +173,8 @@ class Principal:
     def client(self, service: str, **kwargs: Any) -> Any:
         if self.endpoint_url:
             kwargs.setdefault("endpoint_url", self.endpoint_url)
+        if service == "s3":  # the export writes through it: one S3 client configuration for every writer
+            return s3_client(self.session, **self.credentials, **kwargs)
         return self.session.client(service, **self.credentials, **kwargs)  # type: ignore[call-overload]
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # dbexport.local (pyarrow, the drivers, boto3) is imported where an export runs: describe and cancel stay quick.
-from dbexport.errors import InvalidExportTaskStateFault
+from dbexport.errors import InvalidExportTaskStateFault, StateDirUnusable
 from dbexport.events import task_event
 from dbexport.leftovers import clean_after_dead_runner, remove_spool
 from dbexport.models import Status
@@ -55,7 +56,25 @@ class StateDir:
 
     def store(self, max_unfinished: int = DEFAULT_MAX_UNFINISHED) -> SqliteTaskStore:
         """The task records."""
-        return SqliteTaskStore(self.path / "tasks.sqlite3", max_unfinished)
+        path = self.path / "tasks.sqlite3"
+        try:
+            return SqliteTaskStore(path, max_unfinished)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unusable(path, exc) from exc
+
+    def _unusable(self, path: Path, exc: OSError | sqlite3.Error) -> StateDirUnusable:
+        """Why the state directory can't hold the task records, and what to do."""
+        elsewhere = "give another directory with --state-dir or DBEXPORT_STATE_DIR"
+        if isinstance(exc, OSError):
+            return StateDirUnusable(
+                f"The state directory {self.path} can't be used ({exc.strerror}: {exc.filename or path}): it must be "
+                f"a directory this user can write to; {elsewhere}."
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return StateDirUnusable(
+                f"The task store {path} is not dbexport's (file is not a database): move it away, or {elsewhere}."
+            )
+        return StateDirUnusable(f"The task store {path} can't be opened ({exc}): check it is writable, or {elsewhere}.")
 
     @property
     def events(self) -> Path:

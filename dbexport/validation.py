@@ -8,14 +8,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from pydantic import ValidationError
 
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
-from dbexport.models import ExportTask
+from dbexport.models import ExportSettings, ExportTask
 from dbexport.sources import for_url
 from dbexport.urls import ENGINES, canonical, engine_of, has_schemas, redact
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dbexport.models import Runtime, StartExportTaskRequest
     from dbexport.urls import EngineName
 
@@ -65,6 +71,39 @@ def validate_bucket_name(bucket: str) -> None:
             f"The S3 bucket {bucket} is invalid. Either it isn't located in the current AWS Region or it "
             "doesn't exist. Review your S3 bucket name and retry the export."
         )
+
+
+def local_directory(bucket: str) -> Path:
+    """The directory a `file:///absolute/path` destination names (percent-escapes decoded); other forms refused."""
+    try:
+        parts = urlsplit(bucket)
+    except ValueError:  # an unbalanced [ in the host
+        parts = None
+    path = unquote(parts.path) if parts else ""
+    if parts is None or parts.netloc:
+        problem = "it names a host; a local directory is file:///absolute/path, with three slashes"
+    elif not path.startswith("/"):
+        problem = "it names no absolute path; use file:///absolute/path"
+    elif parts.query or parts.fragment or "\x00" in path:
+        problem = "it has a query, a fragment or a NUL; percent-encode ? as %3F and # as %23"
+    elif any(segment in (".", "..") for segment in path.split("/")):
+        problem = "no folder in it may be '.' or '..'"
+    else:
+        return Path(path)
+    raise InvalidParameterValue(f"The destination {bucket!r} is not valid: {problem}.")
+
+
+def export_settings(values: Mapping[str, Any], names: Mapping[str, str] | None = None) -> ExportSettings:
+    """ExportSettings from `values`, refused as RDS refuses a parameter; `names` says how the caller calls each."""
+    try:
+        return ExportSettings(**values)
+    except ValidationError as exc:
+        problems = [
+            f"{(names or {}).get(str(error['loc'][0]), error['loc'][0])} is {error['input']!r}: "
+            f"{error['msg'][0].lower()}{error['msg'][1:]}"
+            for error in exc.errors()
+        ]
+        raise InvalidParameterValue(f"Invalid export settings: {'; '.join(problems)}.") from None
 
 
 _CLUSTER_ARN = re.compile(r"arn:aws[a-z-]*:rds:[a-z0-9-]+:\d{12}:cluster:[A-Za-z][A-Za-z0-9-]{0,62}")
@@ -164,6 +203,8 @@ def validate_request(
     validate_s3_prefix(request.s3_prefix)
     if not request.s3_bucket_name.startswith(LOCAL_PREFIX) or runtime == "aws":
         validate_bucket_name(request.s3_bucket_name)
+    else:
+        local_directory(request.s3_bucket_name)
     # A cluster ARN does not say its engine: the AWS runtime checks MySQL's forms once it knows (aws.requests.validate).
     parse_export_only(request.export_only, engine_of(request.source_arn))
     if runtime == "aws":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dbexport.destinations import SUCCESS_MARKER, LocalDestination
-from dbexport.errors import ExportCanceled
+from dbexport.errors import ExportCanceled, ExportFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from dbexport.destinations import Destination
     from dbexport.models import ExportSettings
@@ -270,7 +272,7 @@ def write_partition(
     rows = 0
     reader = _Prefetched(batches)
     try:
-        with tempfile.TemporaryDirectory(prefix="dbexport-", dir=spool) as spooled:
+        with _spool(spool) as spooled:
             files = _RollingParquet(destination, staged, schema, settings, Path(spooled))
             for batch in reader:
                 if should_stop is not None and should_stop():
@@ -309,3 +311,22 @@ def _publish(destination: Destination, staged: str, folder: str, objects: list[s
     assert isinstance(destination, LocalDestination)
     destination.replace_folder(staged, folder)
     return [folder + key.removeprefix(staged) for key in objects]
+
+
+# The spool's file system refused: full, or not writable. Sources and destinations raise only the project's errors.
+_SPOOL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+@contextmanager
+def _spool(parent: Path | None) -> Generator[str]:
+    """A temporary folder for a partition's files, under `parent`; its file system's refusals name it."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="dbexport-", dir=parent) as spool:
+            yield spool
+    except OSError as exc:
+        if exc.errno not in _SPOOL_ERRNOS:
+            raise
+        raise ExportFailed(
+            f"Writing a partition's Parquet files in the temporary folder {parent or tempfile.gettempdir()} failed "
+            f"({exc.strerror or exc}): free some space there, or set TMPDIR to a folder that has room."
+        ) from exc

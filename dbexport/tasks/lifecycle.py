@@ -180,12 +180,19 @@ def encode_marker(position: int) -> str:
     return base64.urlsafe_b64encode(f"after:{position}".encode()).decode()
 
 
+# SQLite's largest INTEGER: no task is past it.
+_MAX_POSITION = 2**63 - 1
+_MAX_MARKER_SHOWN = 60
+
+
 def decode_marker(marker: str) -> int:
     try:
         text = base64.urlsafe_b64decode(marker.encode()).decode()
         kind, _, position = text.partition(":")
-        if kind == "after":
-            return int(position)
+        if kind == "after" and 0 <= (after := int(position)) <= _MAX_POSITION:
+            return after
     except ValueError:
         pass
-    raise InvalidParameterValue(f"The marker {marker!r} is not valid.", "DescribeExportTasks")
+    # A marker is pasted back from our own output: one that is not ours is quoted short.
+    shown = marker if len(marker) <= _MAX_MARKER_SHOWN else marker[:_MAX_MARKER_SHOWN] + "..."
+    raise InvalidParameterValue(f"The marker {shown!r} is not valid.", "DescribeExportTasks")
