@@ -267,8 +267,6 @@ def write_partition(
     """
     staged = _staged_folder(destination, folder, staging)
     destination.delete_prefix(staged + "/")
-    if spool is not None:
-        spool.mkdir(parents=True, exist_ok=True)
     rows = 0
     reader = _Prefetched(batches)
     try:
@@ -321,12 +319,14 @@ _SPOOL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES
 def _spool(parent: Path | None) -> Generator[str]:
     """A temporary folder for a partition's files, under `parent`; its file system's refusals name it."""
     try:
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="dbexport-", dir=parent) as spool:
             yield spool
     except OSError as exc:
         if exc.errno not in _SPOOL_ERRNOS:
             raise
         raise ExportFailed(
-            f"Writing a partition's Parquet files in the temporary folder {parent or tempfile.gettempdir()} failed "
+            f"Writing a partition's Parquet files in the temporary folder {tempfile.gettempdir()} failed "
             f"({exc.strerror or exc}): free some space there, or set TMPDIR to a folder that has room."
         ) from exc
