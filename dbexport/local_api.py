@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from dbexport.api import describe
 from dbexport.runner import SOURCE_URL_ENV, StateDir, default_state_dir, end_dead_runners, run_task, spawn_runner
 from dbexport.tasks.lifecycle import DEFAULT_MAX_UNFINISHED
-from dbexport.validation import validate_request, validate_settings
+from dbexport.validation import validate_request
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,7 +46,6 @@ class LocalApi:
         display: Display | None = None,
     ) -> ExportTask:
         """Register the task, then run it here (wait) or in a detached runner (return at once)."""
-        validate_settings(settings)
         store = self._store()
         task = store.create(validate_request(request), settings)
         identifier = task.export_task_identifier

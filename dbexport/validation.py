@@ -16,7 +16,7 @@ from dbexport.sources import for_url
 from dbexport.urls import ENGINES, canonical, engine_of, has_schemas, redact
 
 if TYPE_CHECKING:
-    from dbexport.models import ExportSettings, Runtime, StartExportTaskRequest
+    from dbexport.models import Runtime, StartExportTaskRequest
     from dbexport.urls import EngineName
 
 # A destination of this form is a local directory instead of an S3 bucket.
@@ -30,10 +30,6 @@ _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 # S3 reserves these for its own kinds of bucket and access point names.
 _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-# Each worker holds a connection to the source for the whole export (MySQL opens them all up front), and every
-# worker shares this machine's cores: 32 stays well inside the connection limit of a small server (PostgreSQL's
-# default max_connections is 100; RDS's smallest MySQL classes allow 60 to 80) and past what one machine gains from.
-MAX_WORKERS = 32
 # Characters the anchor replaces with `_` in every S3 path element.
 _PATH_UNSAFE = str.maketrans({c: "_" for c in '\\`" '})
 
@@ -54,15 +50,6 @@ def validate_s3_prefix(prefix: str) -> None:
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain ':'.")
     if any(segment in (".", "..") for segment in prefix.split("/")):
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: no folder in it may be '.' or '..'.")
-
-
-def validate_settings(settings: ExportSettings) -> None:
-    """dbexport's own settings, refused before anything starts when out of range."""
-    if settings.workers > MAX_WORKERS:
-        raise InvalidParameterValue(
-            f"The workers setting (--workers) is {settings.workers}: at most {MAX_WORKERS} partitions are exported "
-            "at once, since each worker holds its own connection to the source."
-        )
 
 
 def validate_bucket_name(bucket: str) -> None:

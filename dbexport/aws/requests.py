@@ -18,7 +18,7 @@ from dbexport.aws.events import Outcome, Registered
 from dbexport.destinations import S3Destination
 from dbexport.outcomes import Failure, end_task, write_export_info
 from dbexport.tasks.lifecycle import FINISHED
-from dbexport.validation import parse_export_only, validate_request, validate_settings
+from dbexport.validation import parse_export_only, validate_request
 
 if TYPE_CHECKING:
     from dbexport.aws.config import CloudConfig
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 def validate(event: ValidateEvent, config: CloudConfig, now: datetime | None = None) -> Registered:
     """Check the request and register the task atomically; refusals raise with RDS's error codes."""
     now = now or datetime.now(UTC)
-    validate_settings(event.request.settings)
     task = validate_request(event.request.start_request(now), now, runtime="aws")
     if config.source_mode == "clone":
         # Refused here, with RDS's error codes, rather than failing the task later: nothing is registered.

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dbexport.errors import InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
-from dbexport.models import ExportSettings
 from dbexport.validation import (
-    MAX_WORKERS,
     Selection,
     parse_export_only,
     sanitize_path_element,
     validate_bucket_name,
     validate_identifier,
     validate_s3_prefix,
-    validate_settings,
 )
 
 
@@ -185,9 +182,3 @@ def test_invalid_bucket_names(bucket: str) -> None:
         validate_bucket_name(bucket)
     assert raised.value.code == "InvalidS3BucketFault"
     assert bucket in str(raised.value)
-
-
-def test_workers_have_an_upper_bound_named_in_the_refusal() -> None:
-    validate_settings(ExportSettings(workers=MAX_WORKERS))
-    with pytest.raises(InvalidParameterValue, match=rf"--workers\) is 100000: at most {MAX_WORKERS} partitions"):
-        validate_settings(ExportSettings(workers=100_000))
