@@ -40,8 +40,9 @@ SCHEMES: dict[str, EngineName] = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
-# Query parameters that carry a secret (libpq's and PyMySQL's names), compared case-insensitively.
-_SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passwd"})
+# A query parameter whose name holds this carries a secret: libpq's and PyMySQL's `password`, `sslpassword` and
+# `passwd` in any case, and whatever surrounds them (`??password=` where a `?` was left unencoded in the path).
+_SECRET_PARAMETER = "passw"
 # `password=...` in a keyword connection string, quoted or not.
 _KEYWORD_SECRET = re.compile(r"""(?i)\b(password|sslpassword|passwd)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)""")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -63,7 +64,8 @@ def _unambiguous_parts(source: str) -> SplitResult | None:
     """The URL's parts when every parser reads them alike, else None.
 
     libpq takes the user info up to the first `@`, Python's parse up to the last; an unencoded `/`, `?` or `#`
-    in a password ends it early; an unencoded `[` or `]` is taken for an IPv6 host.
+    in a password ends it early; an unencoded `[` or `]` is taken for an IPv6 host; a `#` starts a fragment to
+    Python only.
     """
     try:
         parts = urlsplit(source)
@@ -71,6 +73,8 @@ def _unambiguous_parts(source: str) -> SplitResult | None:
         return None
     scheme_length = len(source.partition("://")[0]) + 3
     if "@" in source[scheme_length + len(parts.netloc) :] or parts.netloc.count("@") > 1:
+        return None
+    if "#" in source:  # libpq reads no fragment: to it a `#` is part of the database name or of the query
         return None
     return parts
 
@@ -98,13 +102,14 @@ def redact(source: str) -> str:
 
 
 def _without_secret_parameters(url: str) -> str:
+    url = url.split("#", 1)[0]  # what follows a `#` may be libpq's query: none of it is shown
     try:
         parts = urlsplit(url)
     except ValueError:  # no telling where its query is: none of it is shown
         return url.split("?", 1)[0]
     if not parts.query:
         return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _SECRET_PARAMETERS]
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAMETER not in k.lower()]
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
@@ -153,7 +158,7 @@ def secrets_of(source: str) -> list[str]:
         if ":" in userinfo:
             found.append(userinfo.split(":", 1)[1])
         query = source.partition("?")[2].partition("#")[0]
-        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRET_PARAMETERS]
+        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if _SECRET_PARAMETER in k.lower()]
     else:
         found += [m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(source)]
     forms = {form for secret in found if secret for form in (secret, unquote(secret), quote(unquote(secret), safe=""))}
