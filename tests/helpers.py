@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import pyarrow as pa
@@ -61,7 +61,7 @@ def mysql_connect(url: str) -> Any:
         port=parts.port or 3306,
         user=parts.username or "root",
         password=parts.password or "",
-        database=parts.path.strip("/") or None,
+        database=unquote(parts.path.strip("/")) or None,
         charset="utf8mb4",
         autocommit=True,
     )
