@@ -201,8 +201,11 @@ def join_key(*elements: str) -> str:
 
 
 def export_root(task: ExportTask) -> str:
-    """`<S3Prefix>/<export id>`: where an export's metadata and data go."""
-    return join_key(task.s3_prefix, task.export_task_identifier)
+    """`<S3Prefix>/<export id>`: where an export's metadata and data go.
+
+    The prefix's empty folders (`exports/`, `/exports`, `a//b`) are dropped: no key starts with `/` or holds `//`.
+    """
+    return join_key(*task.s3_prefix.split("/"), task.export_task_identifier)
 
 
 def staging_root(task: ExportTask) -> str:

@@ -20,6 +20,10 @@ AwsTime = Annotated[datetime, PlainSerializer(lambda t: t.isoformat(), return_ty
 TypeMapping = Literal["aurora", "typed"]
 Runtime = Literal["local", "aws"]
 Compression = Literal["gzip", "zstd", "snappy", "none"]
+# Each worker holds a connection to the source for the whole export (MySQL opens them all up front), and every
+# worker shares this machine's cores: 32 stays well inside the connection limit of a small server (PostgreSQL's
+# default max_connections is 100; RDS's smallest MySQL classes allow 60 to 80) and past what one machine gains from.
+MAX_WORKERS = 32
 
 
 class Status(StrEnum):
@@ -53,7 +57,7 @@ class ExportSettings(_Frozen):
     partition_target_bytes: int = Field(default=256 * MIB, gt=0)
     max_file_bytes: int = Field(default=20 * 10**9, gt=0)
     row_group_rows: int = Field(default=128 * 1024, gt=0)
-    workers: int = Field(default=2, ge=1)
+    workers: int = Field(default=2, ge=1, le=MAX_WORKERS)
     # The anchor's limits: a row of about 2 GB is skipped, a value of about 500 MB fails the export.
     max_row_bytes: int = Field(default=2 * GIB, gt=0)
     max_value_bytes: int = Field(default=500 * MIB, gt=0)

@@ -7,6 +7,7 @@ process, so nothing here ever quotes a secret back, not even in a refusal.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import SplitResult, parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -25,12 +26,13 @@ class Registered:
     # False where a table is named `database.table` (MySQL): ExportOnly's forms and export_tables_info follow.
     schemas: bool = True
     label: str = ""  # how messages name the engine
+    default_port: int | None = None  # the port a URL without one connects to (the engine module's DEFAULT_PORT)
 
 
 # Tests register an engine of their own by adding to both.
 ENGINES: dict[EngineName, Registered] = {
-    "postgresql": Registered("dbexport.sources.postgres", label="PostgreSQL"),
-    "mysql": Registered("dbexport.sources.mysql", schemas=False, label="MySQL"),
+    "postgresql": Registered("dbexport.sources.postgres", label="PostgreSQL", default_port=5432),
+    "mysql": Registered("dbexport.sources.mysql", schemas=False, label="MySQL", default_port=3306),
 }
 SCHEMES: dict[str, EngineName] = {
     "postgresql": "postgresql",
@@ -38,8 +40,9 @@ SCHEMES: dict[str, EngineName] = {
     "mysql": "mysql",
     "mariadb": "mysql",
 }
-# Query parameters that carry a secret (libpq's and PyMySQL's names), compared case-insensitively.
-_SECRET_PARAMETERS = frozenset({"password", "sslpassword", "passwd"})
+# A query parameter whose name holds this carries a secret: libpq's and PyMySQL's `password`, `sslpassword` and
+# `passwd` in any case, and whatever surrounds them (`??password=` where a `?` was left unencoded in the path).
+_SECRET_PARAMETER = "passw"
 # `password=...` in a keyword connection string, quoted or not.
 _KEYWORD_SECRET = re.compile(r"""(?i)\b(password|sslpassword|passwd)\s*=\s*('(?:[^'\\]|\\.)*'?|\S*)""")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
@@ -61,7 +64,8 @@ def _unambiguous_parts(source: str) -> SplitResult | None:
     """The URL's parts when every parser reads them alike, else None.
 
     libpq takes the user info up to the first `@`, Python's parse up to the last; an unencoded `/`, `?` or `#`
-    in a password ends it early; an unencoded `[` or `]` is taken for an IPv6 host.
+    in a password ends it early; an unencoded `[` or `]` is taken for an IPv6 host; a `#` starts a fragment to
+    Python only.
     """
     try:
         parts = urlsplit(source)
@@ -69,6 +73,8 @@ def _unambiguous_parts(source: str) -> SplitResult | None:
         return None
     scheme_length = len(source.partition("://")[0]) + 3
     if "@" in source[scheme_length + len(parts.netloc) :] or parts.netloc.count("@") > 1:
+        return None
+    if "#" in source:  # libpq reads no fragment: to it a `#` is part of the database name or of the query
         return None
     return parts
 
@@ -96,13 +102,14 @@ def redact(source: str) -> str:
 
 
 def _without_secret_parameters(url: str) -> str:
+    url = url.split("#", 1)[0]  # what follows a `#` may be libpq's query: none of it is shown
     try:
         parts = urlsplit(url)
     except ValueError:  # no telling where its query is: none of it is shown
         return url.split("?", 1)[0]
     if not parts.query:
         return url
-    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in _SECRET_PARAMETERS]
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_PARAMETER not in k.lower()]
     return urlunsplit(parts._replace(query=urlencode(kept)))
 
 
@@ -151,7 +158,7 @@ def secrets_of(source: str) -> list[str]:
         if ":" in userinfo:
             found.append(userinfo.split(":", 1)[1])
         query = source.partition("?")[2].partition("#")[0]
-        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in _SECRET_PARAMETERS]
+        found += [v for k, v in parse_qsl(query, keep_blank_values=True) if _SECRET_PARAMETER in k.lower()]
     else:
         found += [m.group(2).strip("'") for m in _KEYWORD_SECRET.finditer(source)]
     forms = {form for secret in found if secret for form in (secret, unquote(secret), quote(unquote(secret), safe=""))}
@@ -163,3 +170,46 @@ def scrub(text: str, source: str) -> str:
     for secret in secrets_of(source):  # the longest first: one form may hold another
         text = text.replace(secret, "***")
     return text
+
+
+# How a source identity names this machine: `localhost`, any loopback address, and no host or a socket's folder.
+LOCAL_HOST = "localhost"
+
+
+def source_identity(source: str) -> str:
+    """The server a source names however it is spelled: the one-unfinished-export-per-source rule compares these.
+
+    A URL's identity is its engine, host and port: the scheme's alias, the user, the password, the query and
+    the database play no part (as for the anchor, whose rule is per cluster, an export of one database and an
+    export of the whole cluster are the same source); every name of this machine is one, and no port is the
+    engine's default. Anything else (an Aurora cluster ARN) is its own identity, in lower case as RDS names are.
+    """
+    scheme, separator, _ = source.partition("://")
+    parts = _unambiguous_parts(source) if separator else None
+    if parts is None:
+        return source.lower()
+    engine = engine_of(source) or scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # never a task's (canonical refuses it): the port as written
+        port = None
+    registered = ENGINES.get(engine)
+    port = port or (registered.default_port if registered else None)
+    host = _host_identity(unquote(parts.hostname or ""))
+    host = f"[{host}]" if ":" in host else host
+    return f"{engine}://{host}" + (f":{port}" if port else "")
+
+
+def _host_identity(host: str) -> str:
+    """A host name in lower case without its trailing dot, an address in its one written form; this machine as one."""
+    host = host.lower().rstrip(".")
+    if host in ("", LOCAL_HOST) or host.startswith("/"):  # a path is the folder of a local socket
+        return LOCAL_HOST
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # 0.0.0.0 and :: reach this machine too, as a destination.
+    return LOCAL_HOST if address.is_loopback or address.is_unspecified else address.compressed

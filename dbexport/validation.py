@@ -32,6 +32,7 @@ _MAX_IDENTIFIER = 60
 _EXPORT_ONLY_NAME = re.compile(r"[A-Za-z0-9_$]+")
 _MAX_EXPORT_ONLY_BYTES = 200 * 1024
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _IP_ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+")
 # S3 reserves these for its own kinds of bucket and access point names.
 _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
@@ -56,6 +57,8 @@ def validate_s3_prefix(prefix: str) -> None:
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain ':'.")
     if any(segment in (".", "..") for segment in prefix.split("/")):
         raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: no folder in it may be '.' or '..'.")
+    if _CONTROL.search(prefix):  # no file system holds a NUL, and S3's XML listings can't show these
+        raise InvalidParameterValue(f"The S3 prefix {prefix!r} is not valid: it must not contain control characters.")
 
 
 def validate_bucket_name(bucket: str) -> None:
@@ -113,7 +116,7 @@ def validate_cluster_arn(arn: str) -> None:
     """The AWS runtime exports an Aurora DB cluster, named by its ARN."""
     if not _CLUSTER_ARN.fullmatch(arn):
         raise DBClusterNotFoundFault(
-            f"The source {arn!r} is not a DB cluster ARN (arn:aws:rds:<region>:<account>:cluster:<name>)."
+            f"The source {redact(arn)!r} is not a DB cluster ARN (arn:aws:rds:<region>:<account>:cluster:<name>)."
         )
 
 

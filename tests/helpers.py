@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 import pyarrow as pa
@@ -23,6 +23,24 @@ from psycopg import sql
 from dbexport.local import run_export
 from dbexport.models import ExportSettings, ExportTask, StartExportTaskRequest, Status
 from dbexport.validation import validate_request
+
+# One server, spelled as a user may spell it: each spelling is the server the first names.
+ONE_SERVER = [
+    "postgresql://exporter@127.0.0.1:5432/",
+    "postgresql://exporter@localhost:5432/",  # localhost for 127.0.0.1
+    "postgres://exporter@127.0.0.1:5432/",  # the scheme's alias
+    "postgresql://exporter@127.0.0.1/",  # no port: the default
+    "postgresql://exporter@127.0.0.1:5432/?sslmode=disable",  # a query
+    "postgresql://exporter@127.0.0.1:5432/sales",  # one database of the cluster
+    "postgresql://admin:pw@[::1]:5432/sales",  # another user, IPv6's loopback
+    "POSTGRESQL://exporter@LOCALHOST./",
+]
+OTHER_SERVERS = [
+    "postgresql://exporter@127.0.0.1:5433/",
+    "postgresql://exporter@db.internal:5432/",
+    "mysql://exporter@127.0.0.1:5432/",
+    "arn:aws:rds:us-east-1:123456789012:cluster:sales",
+]
 
 
 def with_database(dsn: str, name: str) -> str:
@@ -44,7 +62,7 @@ def mysql_connect(url: str) -> Any:
         port=parts.port or 3306,
         user=parts.username or "root",
         password=parts.password or "",
-        database=parts.path.strip("/") or None,
+        database=unquote(parts.path.strip("/")) or None,
         charset="utf8mb4",
         autocommit=True,
     )

@@ -7,8 +7,8 @@ One table, partition key `pk` and sort key `sk` (both strings), holds three kind
   that workers ADD to (`done_bytes`, `written_bytes`, `partitions_done`);
 - one item per finished partition, `pk = task#<identifier>`, `sk = partition#<target>#<index>`: its
   PartitionResult, so that workers never contend on a read-modify-write of the task;
-- the registry, `pk = registry`, `sk = unfinished`: the unfinished tasks (identifier -> source and status),
-  the next start position and a `version`. Every create is one transaction of the task's conditional put
+- the registry, `pk = registry`, `sk = unfinished`: the unfinished tasks (identifier -> source, its identity
+  and status), the next start position and a `version`. Every create is one transaction of the task's conditional put
   and the registry's versioned put, so the limits hold however many creates race; every status change
   updates the registry in the same transaction as the task, and a finished task leaves it there.
 
@@ -28,6 +28,7 @@ from botocore.exceptions import ClientError
 from dbexport.errors import ExportTaskAlreadyExists, RetryableError
 from dbexport.models import GIB, ExportSettings, ExportTask, PartitionResult, Status
 from dbexport.tasks import lifecycle
+from dbexport.urls import source_identity
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -100,6 +101,7 @@ class DynamoDbTaskStore:
                 **task_key(identifier),
                 "identifier": {"S": identifier},
                 "source_arn": {"S": task.source_arn},
+                "source_identity": {"S": source_identity(task.source_arn)},
                 "status": {"S": task.status.value},
                 "position": {"N": str(position)},
                 "version": {"N": "1"},
@@ -464,25 +466,32 @@ def _task(item: Item) -> ExportTask:
 
 
 def _entry(task: ExportTask) -> Item:
-    return {"source_arn": {"S": task.source_arn}, "status": {"S": task.status.value}}
+    return {
+        "source_arn": {"S": task.source_arn},
+        "source_identity": {"S": source_identity(task.source_arn)},
+        "status": {"S": task.status.value},
+    }
 
 
 def _registered(registry: Item | None) -> dict[str, Item]:
-    """The registry's unfinished tasks: identifier -> {source_arn, status}."""
+    """The registry's unfinished tasks: identifier -> {source_arn, source_identity, status}."""
     if registry is None:
         return {}
     tasks: dict[str, Item] = registry["tasks"]["M"]
     return {identifier: entry["M"] for identifier, entry in tasks.items()}
 
 
-def _placeholders(unfinished: dict[str, Item]) -> list[ExportTask]:
-    """The registry's entries as the ExportTasks lifecycle.check_can_start looks at (source and status)."""
+def _placeholders(unfinished: dict[str, Item]) -> list[tuple[str, ExportTask]]:
+    """The registry's entries as lifecycle.check_can_start looks at them: source identity, and task (source, status)."""
     return [
-        ExportTask(
-            export_task_identifier=identifier,
-            source_arn=entry["source_arn"]["S"],
-            status=Status(entry["status"]["S"]),
-            s3_bucket="",
+        (
+            entry["source_identity"]["S"],
+            ExportTask(
+                export_task_identifier=identifier,
+                source_arn=entry["source_arn"]["S"],
+                status=Status(entry["status"]["S"]),
+                s3_bucket="",
+            ),
         )
         for identifier, entry in sorted(unfinished.items())
     ]

@@ -16,6 +16,7 @@ from dbexport.errors import (
     InvalidParameterValue,
 )
 from dbexport.models import Status
+from dbexport.urls import source_identity
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -47,14 +48,20 @@ RUNNER_FIELDS = frozenset(
 FILTER_NAMES = ("export-task-identifier", "s3-bucket", "source-arn", "status", "source-type")
 
 
-def check_can_start(task: ExportTask, unfinished: Iterable[ExportTask], max_unfinished: int) -> None:
-    """One unfinished export per source; at most `max_unfinished` in all."""
+def check_can_start(task: ExportTask, unfinished: Iterable[tuple[str, ExportTask]], max_unfinished: int) -> None:
+    """One unfinished export per source, whatever its spelling; at most `max_unfinished` in all.
+
+    `unfinished` holds each unfinished task with its source's identity, as the store keeps it (see source_identity).
+    """
     unfinished = list(unfinished)
-    for other in unfinished:
-        if other.source_arn == task.source_arn:
+    source = source_identity(task.source_arn)
+    for identity, other in unfinished:
+        if identity == source:
+            spelled = "" if other.source_arn == task.source_arn else f" (its source: {other.source_arn})"
             raise InvalidExportSourceState(
                 f"The source {task.source_arn} already has an unfinished export task, "
-                f"{other.export_task_identifier} ({other.status.value}). Wait for it to finish or cancel it."
+                f"{other.export_task_identifier} ({other.status.value}){spelled}: one export at a time per server "
+                f"({source}), whichever database, user or form of its address. Wait for it to finish or cancel it."
             )
     if len(unfinished) >= max_unfinished:
         raise InvalidExportSourceState(

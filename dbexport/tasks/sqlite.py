@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from dbexport.errors import ExportTaskAlreadyExists
 from dbexport.models import ExportSettings, ExportTask, Status
 from dbexport.tasks import lifecycle
+from dbexport.urls import source_identity
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -23,6 +24,7 @@ CREATE TABLE IF NOT EXISTS export_tasks (
     position INTEGER PRIMARY KEY AUTOINCREMENT,  -- start order, for DescribeExportTasks' Marker
     identifier TEXT NOT NULL UNIQUE,
     source_arn TEXT NOT NULL,
+    source_identity TEXT NOT NULL,               -- the server, however the source is spelled (urls.source_identity)
     status TEXT NOT NULL,
     record TEXT NOT NULL,                        -- the ExportTask, as JSON
     settings TEXT NOT NULL,                      -- dbexport's ExportSettings, as JSON
@@ -52,11 +54,24 @@ class SqliteTaskStore:
                 with closing(self._connect()) as db:
                     db.execute("PRAGMA journal_mode=WAL")  # readers never wait for the runner's writes
                     db.executescript(_SCHEMA)
+                self._add_source_identities()
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
+
+    def _add_source_identities(self) -> None:
+        """A state file from before sources were compared by identity gets its column, filled in."""
+        with self._transaction() as db:
+            if "source_identity" in {row[1] for row in db.execute("PRAGMA table_info(export_tasks)")}:
+                return
+            db.execute("ALTER TABLE export_tasks ADD COLUMN source_identity TEXT NOT NULL DEFAULT ''")
+            rows = db.execute("SELECT identifier, source_arn FROM export_tasks").fetchall()
+            db.executemany(
+                "UPDATE export_tasks SET source_identity = ? WHERE identifier = ?",
+                [(source_identity(source), identifier) for identifier, source in rows],
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -78,13 +93,20 @@ class SqliteTaskStore:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM export_tasks WHERE identifier = ?", [task.export_task_identifier]).fetchone():
                 raise ExportTaskAlreadyExists(lifecycle.already_exists(task.export_task_identifier))
-            unfinished = [_task(r) for r in db.execute(_SELECT + " WHERE status IN (?, ?, ?)", _UNFINISHED)]
+            unfinished = [
+                (identity, ExportTask.model_validate_json(record))
+                for identity, record in db.execute(
+                    "SELECT source_identity, record FROM export_tasks WHERE status IN (?, ?, ?)", _UNFINISHED
+                )
+            ]
             lifecycle.check_can_start(task, unfinished, self.max_unfinished)
             db.execute(
-                "INSERT INTO export_tasks (identifier, source_arn, status, record, settings) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO export_tasks (identifier, source_arn, source_identity, status, record, settings) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     task.export_task_identifier,
                     task.source_arn,
+                    source_identity(task.source_arn),
                     task.status.value,
                     _json(task),
                     settings.model_dump_json(),
@@ -192,14 +214,9 @@ class SqliteTaskStore:
         )
 
 
-_SELECT = "SELECT record FROM export_tasks"
 _SELECT_WITH_POSITION = "SELECT position, record FROM export_tasks"
 # A task registered but not yet claimed gets this long for its runner to start.
 _CLAIM_GRACE_SECONDS = 60.0
-
-
-def _task(row: tuple[str]) -> ExportTask:
-    return ExportTask.model_validate_json(row[0])
 
 
 def _json(task: ExportTask) -> str:

@@ -35,6 +35,8 @@ from dbexport.errors import (
 from dbexport.models import GIB, MIB, ExportSettings, ExportTask, PartitionResult, Status
 from dbexport.tasks import lifecycle
 from dbexport.tasks.dynamodb import REGISTRY_KEY, DynamoDbTaskStore, task_key
+from dbexport.urls import redact
+from tests.helpers import ONE_SERVER, OTHER_SERVERS
 
 TABLE = "dbexport-export-tasks"
 
@@ -259,6 +261,18 @@ def test_one_unfinished_export_per_source(store, dynamodb):
     assert registry(dynamodb) == {}
     create(store, "second", source=source)  # the source is free again
     assert registry(dynamodb) == {"second": "STARTING"}
+
+
+@pytest.mark.parametrize("spelling", ONE_SERVER[1:])
+def test_one_source_is_one_source_however_it_is_spelled(store, dynamodb, spelling):
+    create(store, "first", source=ONE_SERVER[0])
+    with pytest.raises(InvalidExportSourceState, match=r"first \(STARTING\).*postgresql://localhost:5432"):
+        create(store, "second", source=redact(spelling))
+    for n, other in enumerate(OTHER_SERVERS):
+        create(store, f"other{n}", source=other)
+    assert store.get("first").source_arn == ONE_SERVER[0]  # kept as given
+    item = dynamodb.get_item(TableName=TABLE, Key=REGISTRY_KEY, ConsistentRead=True)["Item"]
+    assert item["tasks"]["M"]["first"]["M"]["source_identity"] == {"S": "postgresql://localhost:5432"}
 
 
 def test_at_most_max_unfinished_exports_in_all(dynamodb):
@@ -745,6 +759,7 @@ def test_the_items_in_the_table(store, dynamodb):
         "sk",
         "identifier",
         "source_arn",
+        "source_identity",
         "status",
         "position",
         "version",
@@ -769,6 +784,7 @@ def test_the_items_in_the_table(store, dynamodb):
             "layout": {
                 "M": {
                     "source_arn": {"S": "arn:aws:rds:us-east-1:123456789012:cluster:db"},
+                    "source_identity": {"S": "arn:aws:rds:us-east-1:123456789012:cluster:db"},
                     "status": {"S": "IN_PROGRESS"},
                 }
             }

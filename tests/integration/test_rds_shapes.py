@@ -144,7 +144,7 @@ def exported(source, tmp_path, state_dir) -> dict[str, Any]:
     for n in range(20):
         task = ExportTask(
             export_task_identifier=f"shape-{n}",
-            source_arn=f"postgresql://h/db{n}",
+            source_arn=f"postgresql://h{n}/db",
             s3_bucket="file:///tmp/b",
             task_start_time=datetime.now(UTC),
         )

@@ -197,7 +197,7 @@ def test_one_unfinished_export_per_source_and_a_global_limit(small, tmp_path, st
     put(store, "other", source="postgresql://elsewhere/db")
     result = cli(
         "--max-unfinished-tasks", "2", "start-export-task", "--export-task-identifier", "third",
-        "--source-arn", small.rsplit("/", 1)[0] + "/postgres", "--s3-bucket-name", tmp_path.as_uri(),
+        "--source-arn", "postgresql://third.internal/db", "--s3-bucket-name", tmp_path.as_uri(),
     )  # fmt: skip
     message = refused(result, "InvalidExportSourceState", "StartExportTask")
     assert "already 2 unfinished export tasks" in message
@@ -332,12 +332,12 @@ def test_cancel_through_the_cli_of_a_task_no_runner_took_yet(state_dir):
 
 def test_describe_filters(state_dir):
     store = store_of(state_dir)
-    put(store, "f-done", Status.COMPLETE, source="postgresql://h/one", bucket="file:///b2")
-    put(store, "f-fail", Status.FAILED, source="postgresql://h/three", bucket="file:///b2")
-    put(store, "f-stop", Status.CANCELED, source="postgresql://h/one", bucket="file:///b1")
-    put(store, "f-start", source="postgresql://h/one", bucket="file:///b1")
-    put(store, "f-run", Status.IN_PROGRESS, source="postgresql://h/two", bucket="file:///b1")
-    put(store, "f-stopping", Status.CANCELING, source="postgresql://h/four", bucket="file:///b3")
+    put(store, "f-done", Status.COMPLETE, source="postgresql://one.internal/db", bucket="file:///b2")
+    put(store, "f-fail", Status.FAILED, source="postgresql://three.internal/db", bucket="file:///b2")
+    put(store, "f-stop", Status.CANCELED, source="postgresql://one.internal/db", bucket="file:///b1")
+    put(store, "f-start", source="postgresql://one.internal/db", bucket="file:///b1")
+    put(store, "f-run", Status.IN_PROGRESS, source="postgresql://two.internal/db", bucket="file:///b1")
+    put(store, "f-stopping", Status.CANCELING, source="postgresql://four.internal/db", bucket="file:///b3")
 
     def ids(*args: str) -> list[str]:
         return [t["ExportTaskIdentifier"] for t in describe_tasks(*args)["ExportTasks"]]
@@ -369,7 +369,7 @@ def test_describe_filters(state_dir):
     ]
     # JSON, several filters (all must match), several values.
     query = [
-        {"Name": "source-arn", "Values": ["postgresql://h/one", "postgresql://h/three"]},
+        {"Name": "source-arn", "Values": ["postgresql://one.internal/db", "postgresql://three.internal/db"]},
         {"Name": "s3-bucket", "Values": ["file:///b2"]},
     ]
     assert ids("--filters", json.dumps(query)) == ["f-done", "f-fail"]
@@ -378,7 +378,7 @@ def test_describe_filters(state_dir):
         "f-stopping",
     ]
     assert ids("--filters", "Name=source-type,Values=SNAPSHOT") == []
-    assert ids("--filters", "Name=source-type,Values=CLUSTER", "--source-arn", "postgresql://h/one") == [
+    assert ids("--filters", "Name=source-type,Values=CLUSTER", "--source-arn", "postgresql://one.internal/db") == [
         "f-done",
         "f-stop",
         "f-start",
@@ -459,7 +459,7 @@ def test_a_killed_runner_is_found_and_its_task_failed(gated, tmp_path, state_dir
 def test_an_unclaimed_task_fails_after_the_grace_period(state_dir):
     store = store_of(state_dir)
     put(store, "recent", task_start_time=datetime.now(UTC) - timedelta(seconds=10))
-    put(store, "forgotten", task_start_time=datetime.now(UTC) - timedelta(hours=1), source="postgresql://h/x")
+    put(store, "forgotten", task_start_time=datetime.now(UTC) - timedelta(hours=1), source="postgresql://x.internal/db")
     tasks = {t["ExportTaskIdentifier"]: t for t in describe_tasks()["ExportTasks"]}
     assert tasks["recent"]["Status"] == "STARTING"
     assert tasks["forgotten"]["Status"] == "FAILED"

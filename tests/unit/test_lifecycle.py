@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import string
 import subprocess
 import sys
 import threading
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,7 +28,9 @@ from dbexport.models import ExportSettings, ExportTask, Status
 from dbexport.runner import StateDir, run_task
 from dbexport.tasks import lifecycle
 from dbexport.tasks.sqlite import SqliteTaskStore
+from dbexport.urls import redact
 from dbexport.validation import validate_identifier
+from tests.helpers import ONE_SERVER, OTHER_SERVERS
 
 # --- Identifiers -------------------------------------------------------------------------------------------
 
@@ -179,7 +183,7 @@ def store(tmp_path) -> SqliteTaskStore:
 
 
 def create(store: SqliteTaskStore, identifier: str, source: str | None = None, **fields: object) -> ExportTask:
-    return store.create(task(identifier, source or f"postgresql://h/{identifier}", **fields), ExportSettings())
+    return store.create(task(identifier, source or f"postgresql://{identifier}/db", **fields), ExportSettings())
 
 
 def finish(store: SqliteTaskStore, identifier: str, status: Status = Status.COMPLETE) -> None:
@@ -265,6 +269,36 @@ def test_one_unfinished_export_per_source(store):
         assert caught.value.code == "InvalidExportSourceState"
     store.update("first", status=Status.CANCELED)
     create(store, "second", source="postgresql://h/db")  # the source is free again
+
+
+@pytest.mark.parametrize("spelling", ONE_SERVER[1:])
+def test_one_source_is_one_source_however_it_is_spelled(store, spelling):
+    first = create(store, "first", source=ONE_SERVER[0])
+    with pytest.raises(InvalidExportSourceState, match=r"first \(STARTING\).*postgresql://localhost:5432") as caught:
+        create(store, "second", source=redact(spelling))
+    assert "pw" not in str(caught.value)
+    for n, other in enumerate(OTHER_SERVERS):
+        create(store, f"other{n}", source=other)
+    assert store.get("first") == first and store.get("first").source_arn == ONE_SERVER[0]  # kept as given
+
+
+def test_a_state_file_from_before_source_identities_gets_them(tmp_path):
+    path = tmp_path / "tasks.sqlite3"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(
+            """CREATE TABLE export_tasks (position INTEGER PRIMARY KEY AUTOINCREMENT, identifier TEXT NOT NULL UNIQUE,
+            source_arn TEXT NOT NULL, status TEXT NOT NULL, record TEXT NOT NULL, settings TEXT NOT NULL,
+            runner_pid INTEGER, heartbeat REAL);"""
+        )
+        old = task("old", "postgres://u@localhost/db")
+        db.execute(
+            "INSERT INTO export_tasks (identifier, source_arn, status, record, settings) VALUES (?, ?, ?, ?, ?)",
+            ["old", old.source_arn, old.status.value, old.model_dump_json(), ExportSettings().model_dump_json()],
+        )
+    store = SqliteTaskStore(path)
+    with pytest.raises(InvalidExportSourceState, match="old"):
+        create(store, "new", source="postgresql://127.0.0.1:5432/")
+    assert store.get("old") == old
 
 
 def test_at_most_max_unfinished_exports_in_all(tmp_path):

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbexport.errors import InvalidParameterValue
-from dbexport.urls import canonical, engine_of, redact, scrub, secrets_of
+from dbexport.sources import for_name
+from dbexport.urls import ENGINES, canonical, engine_of, redact, scrub, secrets_of, source_identity
 
 # A marker no host, user or database name here contains, around any printable characters at all.
 passwords = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=0, max_size=16).map(
@@ -90,3 +91,26 @@ def test_malformed_sources_are_refused_saying_why(source: str, says: str) -> Non
     with pytest.raises(InvalidParameterValue, match=says) as refusal:
         canonical(source)
     assert "pw" not in str(refusal.value).replace("password", "") and "ss@" not in str(refusal.value)
+
+
+@pytest.mark.parametrize(
+    ("source", "identity"),
+    [
+        ("postgres://u:pw@127.0.0.1/sales?sslmode=disable", "postgresql://localhost:5432"),
+        ("postgresql://[::1]:5432/", "postgresql://localhost:5432"),
+        ("postgresql:///sales", "postgresql://localhost:5432"),  # the local socket
+        ("postgresql://%2Fvar%2Frun%2Fpostgresql/sales", "postgresql://localhost:5432"),
+        ("postgresql://DB.Internal.:6432/", "postgresql://db.internal:6432"),
+        ("postgresql://[2001:db8:0:0::1]/", "postgresql://[2001:db8::1]:5432"),
+        ("mariadb://root@localhost/x", "mysql://localhost:3306"),
+        ("MYSQL://root@127.0.0.2:3306/", "mysql://localhost:3306"),
+        ("arn:aws:rds:us-east-1:123456789012:cluster:Sales", "arn:aws:rds:us-east-1:123456789012:cluster:sales"),
+    ],
+)
+def test_a_source_identity_is_its_engine_host_and_port(source: str, identity: str) -> None:
+    assert source_identity(source) == identity
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_the_registry_knows_each_engine_s_default_port(engine: str) -> None:
+    assert ENGINES[engine].default_port == for_name(engine).DEFAULT_PORT

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
@@ -45,8 +45,8 @@ def database_dsn(source: str, database: str) -> str:
 
 
 def source_database(source: str) -> str | None:
-    """The database the source URL names, or None for the whole cluster."""
-    path = urlsplit(source).path.strip("/")
+    """The database the source URL names (its %-escapes decoded, as libpq decodes them), or None for the cluster."""
+    path = unquote(urlsplit(source).path.strip("/"))
     return path or None
 
 
