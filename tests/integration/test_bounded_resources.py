@@ -8,7 +8,7 @@ import psycopg
 import pymysql
 
 from dbexport.local import run_export
-from dbexport.models import ExportSettings, StartExportTaskRequest, Status
+from dbexport.models import MAX_WORKERS, ExportSettings, StartExportTaskRequest, Status
 from dbexport.validation import validate_request
 from tests.helpers import database_of, execute, export, mysql_connect, mysql_execute, read_table
 
@@ -59,7 +59,7 @@ def test_mysql_connections_name_the_task_and_are_no_more_than_the_partitions(mys
         return connect(*args, **kwargs)
 
     monkeypatch.setattr(pymysql, "connect", counting_connect)
-    task = export(mysql_source, tmp_path, "many-workers", ExportSettings(workers=1000))
+    task = export(mysql_source, tmp_path, "many-workers", ExportSettings(workers=MAX_WORKERS))
     assert task.status == Status.COMPLETE, task.failure_cause
     assert set(opened) == {"dbexport/many-workers"}
     # Listing the databases, the coordinator, the lock, and one worker per partition (three tables of one each).
