@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from dbexport.errors import DBClusterNotFoundFault, InvalidExportOnly, InvalidParameterValue, InvalidS3BucketFault
 from dbexport.models import ExportSettings, ExportTask
 from dbexport.sources import for_url
-from dbexport.urls import ENGINES, canonical, engine_of, has_schemas, redact
+from dbexport.urls import ENGINES, engine_of, has_schemas, redact
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -216,7 +216,7 @@ def validate_request(
             if not value:
                 raise InvalidParameterValue(f"{name} is required to export a cluster to Amazon S3.")
     else:
-        for_url(canonical(request.source_arn))  # refuses a malformed URL, or one of no engine dbexport reads
+        for_url(request.source_arn)  # refuses a malformed URL, or one of no engine dbexport reads
     return ExportTask(
         export_task_identifier=request.export_task_identifier,
         source_arn=redact(request.source_arn),

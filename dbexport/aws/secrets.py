@@ -11,7 +11,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from dbexport.errors import ExportFailed
-from dbexport.sources import for_name
+from dbexport.urls import ENGINES
 
 if TYPE_CHECKING:
     from dbexport.aws.config import CloudConfig
@@ -32,7 +32,7 @@ def source_url(config: CloudConfig, source: Source) -> str:
     )
     user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
     engine = source.engine or ("mysql" if "mysql" in str(secret.get("engine", "")) else "postgresql")
-    default_port = for_name(engine).DEFAULT_PORT  # loads the engine: only the functions that read data call this
+    default_port = ENGINES[engine].default_port
     if source.endpoint:
         host, port = source.endpoint, source.port or secret.get("port", default_port)
     else:

@@ -15,10 +15,9 @@ from dbexport.errors import (
     DBClusterNotFoundFault,
     DbExportError,
     ExportFailed,
-    InvalidParameterValue,
     SourceUnavailable,
 )
-from dbexport.urls import ENGINES, engine_of, redact
+from dbexport.urls import ENGINES, canonical, engine_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -143,13 +142,12 @@ def for_name(name: EngineName) -> Engine:
 
 
 def for_url(source: str) -> Engine:
-    """The engine a source URL names: postgresql:// or postgres://, mysql:// or mariadb://, or one registered."""
-    name = engine_of(source)
-    if name is None:
-        raise InvalidParameterValue(
-            f"The source {redact(source)!r} is not supported: give a PostgreSQL or MySQL URL such as "
-            "postgresql://user@host:5432/ or mysql://user@host:3306/ (Aurora cluster ARNs are for the AWS runtime)."
-        )
+    """The engine a source URL names: postgresql:// or postgres://, mysql:// or mariadb://, or one registered.
+
+    A malformed URL, or one that names no registered engine, is refused as urls.canonical refuses it.
+    """
+    name = engine_of(canonical(source))
+    assert name is not None, "canonical() refuses a URL that names no registered engine"
     return for_name(name)
 
 
